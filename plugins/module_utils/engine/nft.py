@@ -1,0 +1,214 @@
+"""nftables backend: one dedicated table ``inet netops_multihome``, nothing else.
+
+The ruleset is rendered in the exact text ``nft list table`` prints, so the kernel's
+listing can be compared with the wanted text chain by chain: a re-apply with the same
+input finds no difference and runs nothing. Every change is one ``nft -f -``
+transaction. When only chain contents differ (the failover hook changing the up/down
+set or the weights) only those chains are flushed and refilled; the restore rules in
+``prerouting`` are untouched, so established flows never notice.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .errors import EngineError
+from .policy import Choice, Pin, Policy, Uplink
+from .runner import Runner
+
+FAMILY = "inet"
+TABLE = "netops_multihome"
+NFT = "nft"
+
+Chains = dict[str, list[str]]
+
+
+def _hex(value: int) -> str:
+    return f"0x{value:08x}"
+
+
+def _set_mark(expr: str, mark: int, mask: int) -> str:
+    # nft folds "and ~mask or mark" into "& (~mask | mark) | mark" when listing.
+    keep = (~mask & 0xFFFFFFFF) | mark
+    return f"{expr} mark set {expr} mark & {_hex(keep)} | {_hex(mark)}"
+
+
+def _restore(up: Uplink, mask: int) -> str:
+    return f"ct mark & {_hex(mask)} == {_hex(up.mark)} {_set_mark('meta', up.mark, mask)}"
+
+
+def _net(net) -> str:
+    # nft lists a host prefix as the bare address
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+def _daddr(net) -> str:
+    return ("ip daddr " if net.version == 4 else "ip6 daddr ") + _net(net)
+
+
+def _saddr(net) -> str:
+    return ("ip saddr " if net.version == 4 else "ip6 saddr ") + _net(net)
+
+
+def mark_chain(up: Uplink) -> str:
+    return f"mark_{up.name}"
+
+
+def _vmap(slots: Sequence[str], policy: Policy) -> str:
+    chains = {u.name: mark_chain(u) for u in policy.uplinks}
+    return "{ " + ", ".join(f"{i} : goto {chains[s]}" for i, s in enumerate(slots)) + " }"
+
+
+def choose_rules(policy: Policy, choice: Choice) -> list[str]:
+    n = len(choice.slots)
+    vmap = _vmap(choice.slots, policy)
+    if choice.mode == "round_robin":
+        return [f"numgen inc mod {n} vmap {vmap}"]
+    if choice.mode == "random":
+        return [f"numgen random mod {n} vmap {vmap}"]
+    return [
+        f"jhash ip saddr mod {n} vmap {vmap}",
+        f"jhash ip6 saddr mod {n} vmap {vmap}",
+    ]
+
+
+def pin_rules(policy: Policy, pins: Sequence[Pin]) -> list[str]:
+    rules = []
+    for pin in pins:
+        target = "goto " + mark_chain(policy.uplink(pin.uplink))
+        rules += [f"{_saddr(n)} {target}" for n in pin.sources]
+        rules += [f"{_daddr(n)} {target}" for n in pin.destinations]
+    return rules + ["goto choose"]
+
+
+def render_chains(policy: Policy, choice: Choice, pins: Sequence[Pin]) -> Chains:
+    mask = policy.mask
+    chains: Chains = {}
+    for up in policy.uplinks:
+        chains[mark_chain(up)] = [_set_mark("ct", up.mark, mask), _set_mark("meta", up.mark, mask)]
+    chains["choose"] = choose_rules(policy, choice)
+    chains["pins"] = pin_rules(policy, pins)
+
+    from_lan = ["ct direction reply accept"]
+    from_lan += [f"{_daddr(n)} accept" for n in policy.lan_prefixes]
+    from_lan += [f"{_daddr(n)} accept" for n in policy.bypass]
+    from_lan += ["fib daddr type { local, broadcast, multicast } accept", "ip6 daddr fe80::/10 accept"]
+    for up in policy.uplinks:
+        from_lan += [f"{_saddr(n)} goto {mark_chain(up)}" for n in up.source_prefixes]
+    chains["from_lan"] = from_lan + ["goto pins"]
+
+    pre = ["type filter hook prerouting priority mangle; policy accept;"]
+    pre += [f"{_restore(up, mask)} accept" for up in policy.uplinks]
+    pre.append(f"ct mark & {_hex(mask)} != {_hex(0)} accept")
+    pre += [f'iifname "{up.interface}" ct direction original goto {mark_chain(up)}' for up in policy.uplinks]
+    pre += [f'iifname "{name}" goto from_lan' for name in policy.lan_interfaces]
+    chains["prerouting"] = pre
+
+    chains["output"] = ["type route hook output priority mangle; policy accept;"] + [
+        _restore(up, mask) for up in policy.uplinks
+    ]
+
+    post = ["type nat hook postrouting priority srcnat; policy accept;"]
+    post += [f"{_daddr(n)} return" for n in policy.bypass]
+    for up in policy.uplinks:
+        dev = f'oifname "{up.interface}"'
+        if up.nat == "snat":
+            post.append(f"{dev} meta nfproto ipv4 snat ip to {up.snat_address}")
+        elif up.nat == "masquerade":
+            post.append(f"{dev} meta nfproto ipv4 masquerade")
+        for m in up.nptv6:
+            post.append(f"{dev} snat ip6 prefix to ip6 saddr map {{ {m.inside} : {m.outside} }}")
+    chains["postrouting"] = post
+
+    if any(up.nptv6 for up in policy.uplinks):
+        dnat = ["type nat hook prerouting priority dstnat; policy accept;"]
+        for up in policy.uplinks:
+            for m in up.nptv6:
+                dnat.append(
+                    f'iifname "{up.interface}" dnat ip6 prefix to ip6 daddr map {{ {m.outside} : {m.inside} }}'
+                )
+        chains["nptv6_in"] = dnat
+    return chains
+
+
+def format_table(chains: Chains) -> str:
+    """The table as ``nft list table`` prints it."""
+    blocks = []
+    for name, lines in chains.items():
+        body = "\n".join("\t\t" + ln for ln in lines)
+        blocks.append(f"\tchain {name} {{\n{body}\n\t}}")
+    return f"table {FAMILY} {TABLE} {{\n" + "\n\n".join(blocks) + "\n}\n"
+
+
+def parse_table(text: str) -> Chains:
+    """Chains of a ``nft list table`` listing (name -> lines, header line first)."""
+    chains: Chains = {}
+    current: str | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("table ") or line == "}" and current is None:
+            continue
+        if line.startswith("chain ") and line.endswith("{"):
+            current = line[len("chain "):-1].strip()
+            chains[current] = []
+        elif line == "}":
+            current = None
+        elif current is not None:
+            chains[current].append(line)
+        else:
+            raise EngineError(f"unexpected object in table {FAMILY} {TABLE}: {line}")
+    return chains
+
+
+def read_current(runner: Runner) -> str | None:
+    """The current listing of our table, or None when it does not exist."""
+    res = runner.run([NFT, "list", "table", FAMILY, TABLE], check=False)
+    if res.rc != 0:
+        if "No such file or directory" in res.stderr or "does not exist" in res.stderr:
+            return None
+        raise EngineError(f"nft list table {FAMILY} {TABLE} failed: {res.stderr.strip()}")
+    return res.stdout
+
+
+def _headers(chains: Chains) -> dict[str, str]:
+    return {n: (lines[0] if lines and lines[0].startswith("type ") else "") for n, lines in chains.items()}
+
+
+def plan(current: str | None, wanted: Chains | None) -> str | None:
+    """The ``nft -f`` script turning ``current`` into ``wanted`` (None: nothing to do)."""
+    have = parse_table(current) if current is not None else None
+    if wanted is None:
+        return None if have is None else f"delete table {FAMILY} {TABLE}\n"
+    if have == wanted:
+        return None
+    if have is not None and list(have) == list(wanted) and _headers(have) == _headers(wanted):
+        changed = {n: lines for n, lines in wanted.items() if have[n] != lines}
+        flushes = "".join(f"flush chain {FAMILY} {TABLE} {n}\n" for n in changed)
+        return flushes + format_table(changed)
+    # Create-then-delete makes the delete valid whether or not the table exists; the
+    # whole script is one transaction, so there is never a moment without the table.
+    return f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n" + format_table(wanted)
+
+
+def apply(script: str, runner: Runner) -> None:
+    res = runner.run([NFT, "-f", "-"], stdin=script, check=False)
+    if res.rc != 0:
+        raise EngineError(f"nft rejected the ruleset, nothing changed: {res.stderr.strip()}")
+
+
+def describe(current: str | None, wanted: Chains | None) -> list[str]:
+    """What a plan changes, for people: one line per chain."""
+    have = parse_table(current) if current is not None else None
+    if have is None:
+        return [f"create table {FAMILY} {TABLE}"] if wanted else []
+    if wanted is None:
+        return [f"delete table {FAMILY} {TABLE}"]
+    out = [f"add chain {n}" for n in wanted if n not in have]
+    out += [f"replace chain {n}" for n in wanted if n in have and have[n] != wanted[n]]
+    out += [f"delete chain {n}" for n in have if n not in wanted]
+    return out
+
+
+def check(script: str, runner: Runner) -> None:
+    res = runner.run([NFT, "-c", "-f", "-"], stdin=script, check=False)
+    if res.rc != 0:
+        raise EngineError(f"nft rejected the ruleset, nothing changed: {res.stderr.strip()}")

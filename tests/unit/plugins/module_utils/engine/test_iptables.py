@@ -1,0 +1,139 @@
+"""iptables rendering and planning (pure; the kernel round trip is in the integration tests)."""
+from __future__ import annotations
+
+# isort: off
+from test_policy_params import INTERFACES, params  # puts the collection on sys.path
+from ansible_collections.netops.multihome.plugins.module_utils.engine import iptables
+from ansible_collections.netops.multihome.plugins.module_utils.engine.policy import (
+    active_pins,
+    parse_policy,
+    plan_choice,
+)
+# isort: on
+
+FOREIGN = """*mangle
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:ADMIN - [0:0]
+-A PREROUTING -i eth9 -j ADMIN
+-A ADMIN -j MARK --set-xmark 0x1/0xff
+COMMIT
+*nat
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -o eth9 -j MASQUERADE
+COMMIT
+"""
+
+
+def tables(p=None, states=None, family=4):
+    pol = parse_policy(p or params(), INTERFACES)
+    return iptables.render_tables(pol, plan_choice(pol, states), active_pins(pol, states), family)
+
+
+def simulate_nth(rules, packets):
+    """xt_statistic nth: a per-rule counter; rule matches when it wraps (every N-th packet seen)."""
+    counters = [0] * len(rules)
+    hits = []
+    for _ in range(packets):
+        for i, rule in enumerate(rules):
+            parts = rule.split()
+            if "--every" not in parts:
+                hits.append(parts[-1])
+                break
+            every = int(parts[parts.index("--every") + 1])
+            counters[i] = 0 if counters[i] == every - 1 else counters[i] + 1
+            if counters[i] == 0:
+                hits.append(parts[-1])
+                break
+    return hits
+
+
+def test_round_robin_cascade_is_exact_every_cycle():
+    rules = tables()["mangle"]["MH_CHOOSE"]
+    assert rules[0] == "-A MH_CHOOSE -m statistic --mode nth --every 4 --packet 0 -g MH_MARK_isp1"
+    hits = simulate_nth(rules, 400)
+    for cycle in range(100):
+        window = hits[cycle * 4:(cycle + 1) * 4]
+        assert sorted(window) == ["MH_MARK_isp1", "MH_MARK_isp1", "MH_MARK_isp2", "MH_MARK_isp3"]
+
+
+def test_random_cascade_probabilities_multiply_to_the_weights():
+    rules = tables(params(mode="random"))["mangle"]["MH_CHOOSE"]
+    probs = [float(r.split("--probability ")[1].split()[0]) for r in rules[:-1]]
+    assert rules[0].endswith("-g MH_MARK_isp1") and rules[-1] == "-A MH_CHOOSE -g MH_MARK_isp3"
+    share1 = probs[0]
+    share2 = (1 - probs[0]) * probs[1]
+    assert abs(share1 - 0.5) < 1e-9 and abs(share2 - 0.25) < 1e-9
+    assert iptables._probability(1 / 3) == "0.33333333349"  # what iptables-save prints
+
+
+def test_source_hash_uses_hmark_and_keeps_foreign_bits_from_the_ct_mark():
+    t = tables(params(mode="source_hash"), family=6)["mangle"]
+    assert t["MH_CHOOSE"][0] == "-A MH_CHOOSE -j HMARK --hmark-src-prefix 128 --hmark-rnd 0x00004d48 --hmark-mod 4"
+    assert t["MH_CHOOSE"][1] == "-A MH_CHOOSE -m mark --mark 0x0 -g MH_HASH_isp1"
+    assert t["MH_HASH_isp2"][1] == "-A MH_HASH_isp2 -j CONNMARK --restore-mark --nfmask 0xffff00ff --ctmask 0xffff00ff"
+
+
+def test_restore_and_mark_rules():
+    m = tables()["mangle"]
+    assert m["MH_PRE"][:2] == [
+        "-A MH_PRE -m connmark ! --mark 0x0/0xff00 -j CONNMARK --restore-mark --nfmask 0xff00 --ctmask 0xff00",
+        "-A MH_PRE -m connmark ! --mark 0x0/0xff00 -j RETURN",
+    ]
+    assert "-A MH_PRE -i wan2 -m conntrack --ctdir ORIGINAL -g MH_MARK_isp2" in m["MH_PRE"]
+    assert m["MH_MARK_isp2"] == [
+        "-A MH_MARK_isp2 -j MARK --set-xmark 0x200/0xff00",
+        "-A MH_MARK_isp2 -j CONNMARK --set-xmark 0x200/0xff00",
+    ]
+    assert "-A MH_LAN -d 192.168.2.0/24 -j RETURN" in m["MH_LAN"]
+    assert m["MH_PINS"] == ["-A MH_PINS -d 203.0.113.0/24 -g MH_MARK_isp2", "-A MH_PINS -g MH_CHOOSE"]
+
+
+def test_nat_v4_only_unless_nptv6():
+    assert tables()["nat"]["MH_NAT"] == [
+        "-A MH_NAT -d 10.0.0.0/8 -j RETURN",
+        "-A MH_NAT -o wan1 -j SNAT --to-source 198.51.100.2",
+        "-A MH_NAT -o wan2 -j MASQUERADE",
+        "-A MH_NAT -o wan3 -j MASQUERADE",
+    ]
+    assert tables(family=6)["nat"] == {}
+
+
+def test_plan_fresh_declares_before_rules_and_inserts_one_jump():
+    want = tables()
+    script = iptables.plan(FOREIGN, want)
+    lines = script.splitlines()
+    first_rule = next(i for i, ln in enumerate(lines) if ln.startswith("-A"))
+    assert all(ln.startswith(":MH_") for ln in lines[1:first_rule])
+    assert "-I PREROUTING 1 -j MH_PRE" in lines and "-I POSTROUTING 1 -j MH_NAT" in lines
+    assert not any("ADMIN" in ln or "eth9" in ln for ln in lines)
+    assert not any(ln.startswith((":PREROUTING", ":POSTROUTING", ":OUTPUT", "-F PRE", "-F POST")) for ln in lines)
+
+
+def _installed(want):
+    """What iptables-save prints once our chains are in, next to the admin's rules."""
+    mangle, nat = FOREIGN.split("*nat\n")
+    mangle_lines = (
+        [f":{c} - [0:0]" for c in want["mangle"]]
+        + ["-A PREROUTING -j MH_PRE", "-A OUTPUT -j MH_OUT"]
+        + [r for rules in want["mangle"].values() for r in rules]
+    )
+    nat_lines = [":MH_NAT - [0:0]", "-A POSTROUTING -j MH_NAT"] + want["nat"]["MH_NAT"]
+    return (
+        mangle.replace("COMMIT\n", "\n".join(mangle_lines) + "\nCOMMIT\n")
+        + "*nat\n"
+        + nat.replace("COMMIT\n", "\n".join(nat_lines) + "\nCOMMIT\n")
+    )
+
+
+def test_plan_noop_small_change_and_removal():
+    want = tables()
+    current = _installed(want)
+    assert iptables.plan(current, want) is None
+    small = iptables.plan(current, tables(states={"isp1": "down"}))
+    assert small.splitlines()[:2] == ["*mangle", ":MH_CHOOSE - [0:0]"]
+    assert ":MH_PRE - [0:0]" not in small and "*nat" not in small
+    gone = iptables.plan(current, None)
+    assert "-D PREROUTING -j MH_PRE" in gone and "-X MH_PRE" in gone and "-X MH_NAT" in gone
+    assert gone.index("-D PREROUTING -j MH_PRE") < gone.index("-X MH_PRE")
+    assert not any(w in gone for w in ("ADMIN", "eth9"))

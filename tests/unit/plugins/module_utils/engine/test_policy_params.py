@@ -1,0 +1,46 @@
+"""Shared input for the balancing unit tests (imported by test_policy, test_nft, test_iptables)."""
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[5]
+COLLECTIONS = ROOT / ".build" / "collections"
+_link = COLLECTIONS / "ansible_collections" / "netops" / "multihome"
+if not _link.exists():
+    _link.parent.mkdir(parents=True, exist_ok=True)
+    _link.symlink_to(ROOT)
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
+
+BASE = {
+    "backend": "nftables",
+    "mode": "round_robin",
+    "mark_mask": "0xff00",
+    "uplinks": [
+        {"name": "isp1", "interface": "wan1", "mark": "0x100", "weight": 2,
+         "nat": "snat", "snat_address": "198.51.100.2"},
+        {"name": "isp2", "interface": "wan2", "mark": "0x200", "weight": 1},
+        {"name": "isp3", "interface": "wan3", "mark": "0x300", "weight": 1},
+    ],
+    "lans": [
+        {"name": "lan1", "interfaces": ["lan1"], "prefixes": ["192.168.1.0/24", "fd00:0:1:1::/64"]},
+        {"name": "lan2", "interfaces": ["lan2"], "prefixes": ["192.168.2.0/24", "fd00:0:1:2::/64"]},
+    ],
+    "pins": [{"uplink": "isp2", "destinations": ["203.0.113.0/24"]}],
+    "bypass": ["10.0.0.0/8"],
+}
+INTERFACES = {"lo", "wan1", "wan2", "wan3", "lan1", "lan2"}
+
+
+def params(**changes) -> dict:
+    out = copy.deepcopy(BASE)
+    out.update(changes)
+    return out
+
+
+def with_uplink(i: int, **changes) -> dict:
+    out = params()
+    out["uplinks"][i].update(changes)
+    return out
