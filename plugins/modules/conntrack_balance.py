@@ -1,0 +1,345 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module: conntrack-mark load balancing of new flows across uplinks, with NAT."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: conntrack_balance
+short_description: Balance new connections across uplinks with conntrack marks, and NAT per uplink
+version_added: "0.1.0"
+description:
+  - Chooses an uplink for every new connection coming from a LAN, by tier, weight and
+    mode among the uplinks that are C(up), stores the choice in the conntrack mark and
+    restores it for every later packet of the connection, in both directions. The
+    routing rules (see M(netops.multihome.policy_route_table)) then send each packet
+    by its mark.
+  - A connection that already carries an uplink mark is B(never) re-chosen. A
+    retransmitted SYN (the first one lost upstream) is still C(ct state new) but its
+    conntrack entry already has the mark and the NAT binding of the first uplink, so it
+    leaves by that uplink again and is never sent to another ISP with a foreign source
+    address.
+  - A connection that arrives on an uplink (a port forward, a service on the router,
+    an administrator's SSH) is marked for that uplink, so its replies leave the way it
+    came in. The C(output) hook restores the mark for the router's own reply packets.
+  - LAN-to-LAN traffic, I(bypass) destinations, destinations on the router itself,
+    broadcast, multicast and IPv6 link-local are never marked or NATed.
+  - NAT per uplink by outgoing interface (C(snat) or C(masquerade), or none). IPv6 is
+    never NATed unless I(uplinks[].nptv6) is set.
+  - Owned objects only. The nftables backend uses the single table
+    C(inet netops_multihome); the iptables backend uses its own chains C(MH_*) in the
+    mangle and nat tables with one jump each from C(PREROUTING), C(OUTPUT) and
+    C(POSTROUTING), inserted at position 1. Every other table, chain and rule is left
+    byte-identical and nothing foreign is ever flushed.
+  - One transaction per apply (C(nft -f -), or C(iptables-restore --noflush) per address
+    family; each is test-loaded before any is applied). If the kernel rejects it, the
+    previous ruleset stays in force and the module fails with the kernel's message.
+  - The ruleset is compared chain by chain with the kernel's own listing; a re-apply of
+    the same input changes nothing. A change of only the up/down set or the weights
+    (what the failover hook does) flushes and refills only the chain holding the
+    choice (and the pins), never the restore rules, so established flows are not
+    disturbed.
+  - Switching I(backend) removes the objects of the other backend in the same run.
+author:
+  - netops.multihome maintainers
+options:
+  state:
+    description: C(present) installs the ruleset; C(absent) removes the table or chains.
+    type: str
+    choices: [present, absent]
+    default: present
+  backend:
+    description: Which firewall interface to use.
+    type: str
+    choices: [nftables, iptables]
+    default: nftables
+  mode:
+    description:
+      - How new connections are spread over the live uplinks of the active tier.
+      - C(round_robin) is an exact weighted rotation (weights 2:1:1 send exactly 2 of
+        every 4 new flows to the first uplink, interleaved).
+      - C(random) picks each new flow's uplink at random with probability
+        proportional to its weight.
+      - C(source_hash) hashes the client's source address over a slot table of every
+        uplink of the tier; when an uplink goes down only its slots are handed to the
+        live ones, so clients of a live uplink never move. With the iptables backend
+        HMARK overwrites the whole packet mark of the first packet, whose bits outside
+        I(mark_mask) are then taken back from the conntrack mark.
+    type: str
+    choices: [round_robin, random, source_hash]
+    default: random
+  mark_mask:
+    description:
+      - The bits of the packet and conntrack marks this module owns; other mark users
+        keep the rest. An integer or a string such as C(0xff00). Must not be 0.
+    type: raw
+    default: "0xff00"
+  uplinks:
+    description:
+      - The uplinks (ISPs). Required with I(state=present).
+      - Tiers, lowest number first; only the best tier that has an C(up) uplink of
+        weight > 0 gets new flows. If every uplink is C(down) the top tier is kept in
+        rotation as if all were up (sending flows somewhere beats dropping them).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Name (letters, digits, C(_); 1-20 characters, starting with a letter). Used in chain names.
+        type: str
+        required: true
+      interface:
+        description: The interface towards the ISP; must exist on the router.
+        type: str
+        required: true
+      mark:
+        description: The uplink's mark; non-zero, unique, every bit inside I(mark_mask) (e.g. C(0x100)).
+        type: raw
+        required: true
+      weight:
+        description: Share of new flows within its tier; C(0) takes no new flows (pins and inbound still work).
+        type: int
+        default: 1
+      tier:
+        description: Priority group; lower tiers get new flows only while every uplink of the tiers above is down.
+        type: int
+        default: 1
+      state:
+        description: C(down) takes the uplink out of the choice for new flows; its established flows keep their mark.
+        type: str
+        choices: [up, down]
+        default: up
+      nat:
+        description: IPv4 source NAT on this uplink's interface.
+        type: str
+        choices: [masquerade, snat, none]
+        default: masquerade
+      snat_address:
+        description: IPv4 address for I(nat=snat); required then.
+        type: str
+      nptv6:
+        description:
+          - IPv6 prefix translation (RFC 6296 style) of LAN prefixes to this uplink's
+            prefix. nftables 1.0.6 has no stateless NPTv6, so this is the prefix-to-prefix
+            (netmap) form of stateful NAT; C(ip6tables) uses C(NETMAP) likewise. Host bits
+            are kept; connections from outside to a translated address are mapped back.
+        type: list
+        elements: dict
+        suboptions:
+          inside:
+            description: The LAN prefix (must lie inside a I(lans[].prefixes) entry).
+            type: str
+            required: true
+          outside:
+            description: The uplink's prefix, same length as I(inside).
+            type: str
+            required: true
+      source_prefixes:
+        description:
+          - Source prefixes that only this ISP accepts (for example the IPv6 prefix it
+            delegated). New flows from them always leave by this uplink, unchanged, even
+            while it is C(down) (no other ISP would accept them).
+        type: list
+        elements: str
+  lans:
+    description: The LANs whose new flows are balanced. Prefixes of all LANs must not overlap.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Name of the LAN.
+        type: str
+        required: true
+      interfaces:
+        description: Interfaces of the LAN; each must exist on the router.
+        type: list
+        elements: str
+        required: true
+      prefixes:
+        description: IPv4 and IPv6 prefixes of the LAN (destinations in them are never balanced).
+        type: list
+        elements: str
+        required: true
+  pins:
+    description: Sources or destinations always sent by one uplink while it is C(up); when it is C(down) they follow the normal choice.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      uplink:
+        description: Name of a configured uplink.
+        type: str
+        required: true
+      sources:
+        description: Source prefixes.
+        type: list
+        elements: str
+      destinations:
+        description: Destination prefixes.
+        type: list
+        elements: str
+  bypass:
+    description: Destinations never marked or NATed (VPN endpoints, other sites); they follow the main routing table.
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+notes:
+  - Needs C(nft) (nftables backend) or C(iptables-restore)/C(ip6tables-restore) (iptables
+    backend), and C(ip) to check that interfaces exist.
+  - The routing half (fwmark rules and per-uplink tables) is M(netops.multihome.policy_route_table).
+  - With the iptables backend IPv4 and IPv6 are two transactions; both are test-loaded first.
+"""
+
+EXAMPLES = r"""
+- name: Balance two LANs over three ISPs, 2:1:1, the third as backup
+  netops.multihome.conntrack_balance:
+    mode: round_robin
+    uplinks:
+      - {name: isp1, interface: wan1, mark: "0x100", weight: 2, nat: snat, snat_address: 198.51.100.2}
+      - {name: isp2, interface: wan2, mark: "0x200", weight: 1}
+      - {name: isp3, interface: wan3, mark: "0x300", weight: 1, tier: 2}
+    lans:
+      - {name: office, interfaces: [lan1], prefixes: [192.168.1.0/24, "2001:db8:101:1::/64"]}
+      - {name: lab, interfaces: [lan2], prefixes: [192.168.2.0/24]}
+    pins:
+      - {uplink: isp1, destinations: [203.0.113.0/24]}
+    bypass: [198.51.100.128/25]
+
+- name: Failover decided elsewhere - take isp2 out of the choice
+  netops.multihome.conntrack_balance:
+    uplinks:
+      - {name: isp1, interface: wan1, mark: 256}
+      - {name: isp2, interface: wan2, mark: 512, state: down}
+    lans:
+      - {name: office, interfaces: [lan1], prefixes: [192.168.1.0/24]}
+
+- name: IPv6 with NPTv6 to each ISP's prefix, iptables backend
+  netops.multihome.conntrack_balance:
+    backend: iptables
+    uplinks:
+      - name: isp1
+        interface: wan1
+        mark: "0x100"
+        nptv6: [{inside: "fd00:0:1:1::/64", outside: "2001:db8:101:1::/64"}]
+      - name: isp2
+        interface: wan2
+        mark: "0x200"
+        nptv6: [{inside: "fd00:0:1:1::/64", outside: "2001:db8:201:1::/64"}]
+    lans:
+      - {name: office, interfaces: [lan1], prefixes: [192.168.1.0/24, "fd00:0:1:1::/64"]}
+
+- name: Remove everything this module installed
+  netops.multihome.conntrack_balance:
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: Whether the kernel ruleset differed from the wanted one (computed the same way in check mode).
+  returned: always
+  type: bool
+ruleset:
+  description: The wanted ruleset as text (C(nft list table) or C(iptables-save) syntax), one section per backend/family.
+  returned: always
+  type: str
+  sample: "# nftables\ntable inet netops_multihome {\n\tchain mark_isp1 {\n..."
+commands:
+  description: The transactions run (or, in check mode, that would run), each with its input.
+  returned: always
+  type: list
+  elements: str
+  sample: ["nft -f - <<'EOF'\nflush chain inet netops_multihome choose\n...EOF"]
+changes:
+  description: What changed, one line per table, chain or jump.
+  returned: always
+  type: list
+  elements: str
+  sample: ["nftables: replace chain choose"]
+diff:
+  description: Ruleset text before and after (with C(--diff)).
+  returned: when diff mode is on
+  type: dict
+  sample: {"before": "# nftables\ntable inet netops_multihome {...", "after": "..."}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.netops.multihome.plugins.module_utils.engine.balance import (
+    apply_policy,
+)
+from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (
+    EngineError,
+)
+from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import (
+    Runner,
+)
+
+ARGUMENT_SPEC = {
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "backend": {"type": "str", "choices": ["nftables", "iptables"], "default": "nftables"},
+    "mode": {"type": "str", "choices": ["round_robin", "random", "source_hash"], "default": "random"},
+    "mark_mask": {"type": "raw", "default": "0xff00"},
+    "uplinks": {
+        "type": "list",
+        "elements": "dict",
+        "options": {
+            "name": {"type": "str", "required": True},
+            "interface": {"type": "str", "required": True},
+            "mark": {"type": "raw", "required": True},
+            "weight": {"type": "int", "default": 1},
+            "tier": {"type": "int", "default": 1},
+            "state": {"type": "str", "choices": ["up", "down"], "default": "up"},
+            "nat": {"type": "str", "choices": ["masquerade", "snat", "none"], "default": "masquerade"},
+            "snat_address": {"type": "str"},
+            "nptv6": {
+                "type": "list",
+                "elements": "dict",
+                "options": {"inside": {"type": "str", "required": True}, "outside": {"type": "str", "required": True}},
+            },
+            "source_prefixes": {"type": "list", "elements": "str"},
+        },
+    },
+    "lans": {
+        "type": "list",
+        "elements": "dict",
+        "options": {
+            "name": {"type": "str", "required": True},
+            "interfaces": {"type": "list", "elements": "str", "required": True},
+            "prefixes": {"type": "list", "elements": "str", "required": True},
+        },
+    },
+    "pins": {
+        "type": "list",
+        "elements": "dict",
+        "default": [],
+        "options": {
+            "uplink": {"type": "str", "required": True},
+            "sources": {"type": "list", "elements": "str"},
+            "destinations": {"type": "list", "elements": "str"},
+        },
+    },
+    "bypass": {"type": "list", "elements": "str", "default": []},
+}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        supports_check_mode=True,
+        required_if=[("state", "present", ("uplinks", "lans"))],
+    )
+    try:
+        result = apply_policy(dict(module.params), Runner(), check=module.check_mode)
+    except EngineError as exc:
+        module.fail_json(msg=str(exc))
+    out = {k: result[k] for k in ("changed", "ruleset", "commands", "changes")}
+    if module._diff:
+        out["diff"] = {"before": result["before"], "after": result["after"]}
+    module.exit_json(**out)
+
+
+if __name__ == "__main__":
+    main()
