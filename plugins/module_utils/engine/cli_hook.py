@@ -1,0 +1,42 @@
+"""Body of ``multihome-hook``, the script LSM runs on every state change."""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+from .errors import EngineError, ValidationError
+from .failover import handle_event, load_model, log_event, uplink_names
+from .hookargs import parse_lsm_args
+from .paths import Paths
+from .runner import Runner
+
+IDENT = "multihome-hook"
+
+
+def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner] = None) -> int:
+    paths = paths or Paths.default()
+    try:
+        model = load_model(paths)
+        event = parse_lsm_args(argv, uplink_names(model))
+    except (EngineError, ValidationError) as exc:
+        # Refused input is quoted with repr() so control characters stay inert in the log.
+        line = f"refused event: {exc} (argv={[a[:80] for a in argv[:20]]!r})"
+        _log(paths, line)
+        print(line, file=sys.stderr)
+        return 2
+    try:
+        result = handle_event(model, event.name, "probe", event.state, event.at, paths, runner or Runner())
+    except EngineError as exc:
+        line = f"uplink={event.name} source=probe state={event.state} failed: {exc}"
+        _log(paths, line)
+        print(line, file=sys.stderr)
+        return 1
+    _log(paths, result.line() + (f" lsm={event.reported}" if event.reported != event.state else ""))
+    return 0
+
+
+def _log(paths: Paths, line: str) -> None:
+    try:
+        log_event(paths, line, IDENT)
+    except OSError as exc:
+        print(f"{IDENT}: cannot write event log: {exc}", file=sys.stderr)

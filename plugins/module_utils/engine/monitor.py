@@ -1,0 +1,214 @@
+"""The failover monitor: LSM for upstream reachability plus a kernel link watcher.
+
+LSM probes targets through each uplink and runs the hook on a change; it does not see
+carrier loss quickly, so ``ip -o monitor link`` is read too and a lost carrier is
+handled in-process within milliseconds. ``run`` supervises both until SIGTERM;
+``start_detached`` runs it in the background for hosts without systemd.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Tuple
+
+from .errors import EngineError
+from .failover import handle_event, load_model, log_event, reset_probes, uplink_names
+from .paths import Paths
+from .runner import Runner
+
+IDENT = "multihome-monitor"
+LSM = "lsm"
+
+
+def parse_link_line(line: str) -> Optional[Tuple[str, bool]]:
+    """``ip -o monitor link`` line -> (interface, carrier up); None if not a link line."""
+    deleted = line.startswith("Deleted ")
+    if deleted:
+        line = line[len("Deleted "):]
+    parts = line.split(": ", 2)
+    if len(parts) < 3 or not parts[0].strip().isdigit():
+        return None
+    ifname = parts[1].split("@", 1)[0]
+    flags_end = parts[2].find(">")
+    if not parts[2].startswith("<") or flags_end < 0:
+        return None
+    flags = parts[2][1:flags_end].split(",")
+    return ifname, (not deleted and "LOWER_UP" in flags and "UP" in flags)
+
+
+def read_carriers(runner: Runner) -> Dict[str, bool]:
+    res = runner.run(["ip", "-j", "link", "show"])
+    try:
+        links = json.loads(res.stdout or "[]")
+    except ValueError as exc:
+        raise EngineError(f"cannot parse 'ip -j link show': {exc}") from exc
+    return {link["ifname"]: "LOWER_UP" in link.get("flags", []) and "UP" in link.get("flags", [])
+            for link in links}
+
+
+class Monitor:
+    def __init__(self, paths: Paths, runner: Optional[Runner] = None) -> None:
+        self.paths = paths
+        self.runner = runner or Runner()
+        self.model = load_model(paths)
+        self.names = uplink_names(self.model)
+        self.iface_of = {u["name"]: u["interface"] for u in self.model["balance"]["uplinks"]}
+        self.uplink_of = {v: k for k, v in self.iface_of.items()}
+        self.carrier: Dict[str, bool] = {}
+        self.lsm: Optional[subprocess.Popen] = None
+        self.watch: Optional[subprocess.Popen] = None
+        self.stopping = False
+        self.reload = False
+
+    def _event(self, uplink: str, up: bool) -> None:
+        state = "up" if up else "down"
+        try:
+            result = handle_event(self.model, uplink, "carrier", state, time.time(), self.paths, self.runner)
+            log_event(self.paths, result.line(), IDENT)
+        except EngineError as exc:
+            log_event(self.paths, f"uplink={uplink} source=carrier state={state} failed: {exc}", IDENT)
+
+    def sync_carriers(self) -> None:
+        found = read_carriers(self.runner)
+        for name in self.names:
+            up = found.get(self.iface_of[name], False)
+            if self.carrier.get(name) != up:
+                self.carrier[name] = up
+                self._event(name, up)
+
+    def on_line(self, line: str) -> None:
+        parsed = parse_link_line(line.strip())
+        if parsed is None or parsed[0] not in self.uplink_of:
+            return
+        name = self.uplink_of[parsed[0]]
+        if self.carrier.get(name) != parsed[1]:
+            self.carrier[name] = parsed[1]
+            self._event(name, parsed[1])
+
+    def _start_lsm(self) -> None:
+        if not self.model["failover"].get("enabled", True):
+            return
+        os.makedirs(self.paths.run_dir, exist_ok=True)
+        self.lsm = subprocess.Popen(
+            [LSM, "--no-fork", "--config", self.paths.lsm_conf,
+             "--pidfile", os.path.join(self.paths.run_dir, "lsm.pid")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def _stop_child(self, proc: Optional[subprocess.Popen]) -> None:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        # Watch first so no link event between the initial read and the watch is lost.
+        self.watch = subprocess.Popen(["ip", "-o", "monitor", "link"], stdout=subprocess.PIPE,
+                                      stdin=subprocess.DEVNULL, text=True, bufsize=1)
+        # LSM starts assuming every target reachable; the recorded probe states follow.
+        reset_probes(self.paths, self.names, time.time())
+        self.sync_carriers()
+        self._start_lsm()
+        log_event(self.paths, f"monitor started pid={os.getpid()} uplinks={','.join(self.names)}", IDENT)
+        lsm_restarts: List[float] = []
+        while not self.stopping:
+            if self.reload:
+                self.reload = False
+                self._stop_child(self.lsm)
+                self.model = load_model(self.paths)
+                self._start_lsm()
+            try:
+                ready, _, _ = select.select([self.watch.stdout], [], [], 1.0)
+            except InterruptedError:
+                continue
+            if ready:
+                line = self.watch.stdout.readline()  # type: ignore[union-attr]
+                if not line:
+                    raise EngineError("ip monitor link exited")
+                self.on_line(line)
+            if self.lsm is not None and self.lsm.poll() is not None and not self.stopping:
+                lsm_restarts = [t for t in lsm_restarts if time.time() - t < 60] + [time.time()]
+                log_event(self.paths, f"lsm exited rc={self.lsm.returncode}; restarting", IDENT)
+                time.sleep(min(5.0, 0.2 * len(lsm_restarts)))
+                self._start_lsm()
+        self._stop_child(self.lsm)
+        self._stop_child(self.watch)
+        log_event(self.paths, "monitor stopped", IDENT)
+        return 0
+
+    def _on_signal(self, *_: object) -> None:
+        self.stopping = True
+
+    def _on_hup(self, *_: object) -> None:
+        self.reload = True
+
+
+def pidfile(paths: Paths) -> str:
+    return os.path.join(paths.run_dir, "monitor.pid")
+
+
+def running_pid(paths: Paths) -> Optional[int]:
+    try:
+        with open(pidfile(paths), encoding="ascii") as fh:
+            pid = int(fh.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            if b"multihome" not in fh.read():
+                return None
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def stop(paths: Paths, timeout: float = 5.0) -> bool:
+    pid = running_pid(paths)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and running_pid(paths) == pid:
+        time.sleep(0.05)
+    return True
+
+
+def start_detached(paths: Paths, argv: List[str], log_path: str) -> int:
+    """Run ``argv`` (the CLI's foreground monitor) as a daemon; return its pid."""
+    os.makedirs(paths.run_dir, exist_ok=True)
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # first child: new session, fork again so the daemon is not a session leader
+        os.close(read_fd)
+        os.setsid()
+        grandchild = os.fork()
+        if grandchild:
+            os.write(write_fd, str(grandchild).encode())
+            os._exit(0)
+        os.close(write_fd)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        os.dup2(devnull, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.closerange(3, 1024)
+        os.chdir("/")
+        with open(pidfile(paths), "w", encoding="ascii") as fh:
+            fh.write(f"{os.getpid()}\n")
+        try:
+            os.execv(sys.executable, [sys.executable, *argv])
+        finally:
+            os._exit(127)
+    os.close(write_fd)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_fd) as fh:
+        return int(fh.read() or 0)
