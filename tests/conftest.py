@@ -1,0 +1,30 @@
+"""Shared fixtures: a lab per test module, torn down afterwards.
+
+A module picks its topology with a module-level ``LAB_TOPOLOGY = "three_isp"``
+(default: ``default``).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from harness import Lab, lab_name  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root (network namespaces)")
+    topology = getattr(request.module, "LAB_TOPOLOGY", "default")
+    instance = Lab(lab_name("mht"), topology)
+    instance.down()
+    instance.up()
+    yield instance
+    instance.down()

@@ -1,0 +1,210 @@
+"""Pytest harness over the namespace lab: one `Lab` object per topology instance.
+
+Everything here acts on the real kernel through the lab tool (`lab/mhlab.py`) and the
+traffic tool (`lab/traffic.py`); nothing is simulated.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parents[2]
+MHLAB = ROOT / "lab" / "mhlab.py"
+TRAFFIC = ROOT / "lab" / "traffic.py"
+SERVER4 = "203.0.113.10"
+SERVER6 = "2001:db8:ffff::10"
+PORT = 5001
+
+sys.path.insert(0, str(ROOT / "lab"))
+import mhlab  # noqa: E402
+
+
+class Lab:
+    """A running lab. Node names are the topology's: r1, c1, c2, isp1, isp2, inet, ..."""
+
+    def __init__(self, name: str, topology: str = "default") -> None:
+        self.name = name
+        self.topology = topology
+        self.state: dict = {}
+
+    # ------------------------------------------------------------ lifecycle
+    def up(self) -> Lab:
+        self.state = mhlab.up(self.name, self.topology)
+        return self
+
+    def down(self) -> None:
+        mhlab.down(self.name)
+
+    @property
+    def dir(self) -> Path:
+        return mhlab.labdir(self.name)
+
+    @property
+    def inventory(self) -> Path:
+        return self.dir / "inventory"
+
+    @property
+    def plan(self) -> dict:
+        return self.state["plan"]
+
+    def router(self, name: str = "r1") -> dict:
+        return self.plan["routers"][name]
+
+    def uplink(self, isp: str, router: str = "r1") -> dict:
+        return next(u for u in self.router(router)["uplinks"] if u["isp"] == isp)
+
+    def uplink_address(self, isp: str, router: str = "r1", family: int = 4) -> str:
+        return self.uplink(isp, router)["address4" if family == 4 else "address6"].split("/")[0]
+
+    def client_of(self, lan: str = "lan1", router: str = "r1") -> str:
+        return next(x["client"] for x in self.router(router)["lans"] if x["name"] == lan)
+
+    # ------------------------------------------------------------ commands
+    def argv(self, node: str, cmd: Sequence[str]) -> List[str]:
+        return mhlab.exec_argv(self.name, node, list(cmd))
+
+    def run(self, node: str, cmd: Sequence[str], check: bool = True, timeout: float = 120,
+            stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(self.argv(node, cmd), capture_output=True, text=True,
+                              timeout=timeout, input=stdin)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{node}: {' '.join(cmd)} failed rc={proc.returncode}\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def popen(self, node: str, cmd: Sequence[str]) -> subprocess.Popen:
+        return subprocess.Popen(self.argv(node, cmd), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def ssh(self, router: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a shell command on a router the way an administrator does: over SSH."""
+        info = self.state["routers"][router]
+        argv = ["ssh", "-i", str(self.dir / "id_ed25519"), "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                "-o", "BatchMode=yes", f"root@{info['mgmt']}", command]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"ssh {router} {command!r}: rc={proc.returncode}\n{proc.stderr}")
+        return proc
+
+    # ------------------------------------------------------------ traffic
+    def flows(self, client: str, n: int, proto: str = "tcp", family: int = 4,
+              dst: Optional[str] = None, src: Optional[str] = None,
+              timeout: float = 2.0) -> List[str]:
+        """Open N new flows from CLIENT; per flow, the source address the server saw
+        (or "error:<reason>")."""
+        dst = dst or (SERVER4 if family == 4 else SERVER6)
+        cmd = [sys.executable, str(TRAFFIC), "flows", "--dst", dst, "--port", str(PORT),
+               "--n", str(n), "--proto", proto, "--timeout", str(timeout)]
+        if src:
+            cmd += ["--src", src]
+        out = self.run(client, cmd, timeout=60 + n * timeout).stdout
+        return json.loads(out)
+
+    @contextmanager
+    def stream(self, client: str, count: int = 4, duration: float = 10.0, proto: str = "tcp",
+               family: int = 4, interval: float = 0.05, src: Optional[str] = None,
+               dst: Optional[str] = None) -> Iterator[StreamHandle]:
+        """Hold COUNT long-lived flows for DURATION seconds while the body runs.
+        After the block, `handle.reports` holds per flow: sources seen, max_gap (s), error."""
+        dst = dst or (SERVER4 if family == 4 else SERVER6)
+        cmd = [sys.executable, "-u", str(TRAFFIC), "stream", "--dst", dst, "--port", str(PORT),
+               "--count", str(count), "--duration", str(duration), "--proto", proto,
+               "--interval", str(interval)]
+        if src:
+            cmd += ["--src", src]
+        handle = StreamHandle(self.popen(client, cmd))
+        handle.wait_ready()
+        try:
+            yield handle
+        finally:
+            handle.finish(timeout=duration + 30)
+
+    def server_log(self) -> List[List[str]]:
+        """The server's own record: one [proto, source, port] per flow it accepted."""
+        path = self.dir / "flows.log"
+        return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+    # ------------------------------------------------------------ faults
+    def isp_drop(self, isp: str, percent: int, syn_only: bool = True) -> None:
+        """Make ISP drop PERCENT% of customers' SYNs (or of all packets, both directions)."""
+        match = "tcp flags & (syn | ack) == syn " if syn_only else ""
+        if not 0 < percent <= 100:
+            raise ValueError(f"percent must be 1..100, got {percent}")
+        share = "" if percent == 100 else f"numgen random mod 100 < {percent} "
+        rule = f"{match}{share}counter drop"
+        self.run(isp, ["nft", "flush", "chain", "inet", "lab", "faults"])
+        if syn_only:
+            self.run(isp, ["nft", f"add rule inet lab faults iifname != \"upstream\" {rule}"])
+        else:
+            self.run(isp, ["nft", f"add rule inet lab faults {rule}"])
+
+    def isp_clear_faults(self, isp: str) -> None:
+        self.run(isp, ["nft", "flush", "chain", "inet", "lab", "faults"])
+
+    def spoofed(self, isp: str) -> int:
+        """Packets ISP dropped because a customer sent them from an address not its own."""
+        out = self.run(isp, ["nft", "-j", "list", "counter", "inet", "lab", "spoofed"]).stdout
+        for item in json.loads(out)["nftables"]:
+            if "counter" in item:
+                return int(item["counter"]["packets"])
+        raise AssertionError("no spoofed counter in " + out)
+
+    def reset_spoofed(self, isp: str) -> None:
+        self.run(isp, ["nft", "reset", "counter", "inet", "lab", "spoofed"])
+
+    def cut_upstream(self, isp: str) -> None:
+        """The ISP dies beyond the customer link: the router's link stays up."""
+        mhlab.set_upstream(self.name, isp, False)
+
+    def restore_upstream(self, isp: str) -> None:
+        mhlab.set_upstream(self.name, isp, True)
+
+    def carrier_down(self, isp: str, router: str = "r1") -> None:
+        """The ISP's port facing the router goes down: the router sees carrier loss."""
+        mhlab.set_carrier(self.name, isp, router, False)
+
+    def carrier_up(self, isp: str, router: str = "r1") -> None:
+        mhlab.set_carrier(self.name, isp, router, True)
+        self._wait_route(router, self.uplink(isp, router)["router_if"])
+
+    def _wait_route(self, node: str, dev: str) -> None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            out = self.run(node, ["ip", "-j", "link", "show", "dev", dev]).stdout
+            if "LOWER_UP" in out:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{node}: {dev} did not come back up")
+
+
+class StreamHandle:
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.reports: List[Dict] = []
+        self.local_ports: List[int] = []
+
+    def wait_ready(self) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise AssertionError("stream client failed to start: " + err)
+        self.local_ports = json.loads(line)["ready"]
+
+    def finish(self, timeout: float) -> None:
+        out, err = self.proc.communicate(timeout=timeout)
+        if self.proc.returncode != 0:
+            raise AssertionError(f"stream client failed: {err}")
+        self.reports = json.loads(out)["streams"]
+
+
+def lab_name(default: str) -> str:
+    """Tests use MHLAB_NAME when set, so two test runs on one machine never collide."""
+    return os.environ.get("MHLAB_NAME", default)
