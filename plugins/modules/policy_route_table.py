@@ -41,7 +41,8 @@ options:
       - Refused when another name maps to this id, or this name maps to another id, in any
         rt_tables file; the error names the file. To renumber, remove the table with
         O(state=absent) first.
-      - Required with O(state=present). With O(state=absent) the id is taken from the table's file when omitted.
+      - Required with O(state=present). With O(state=absent) the id is taken from the table's
+        file when omitted.
     type: int
   state:
     description:
@@ -90,7 +91,9 @@ options:
         choices: [unicast, unreachable, blackhole, prohibit]
         default: unicast
       onlink:
-        description: Treat the gateway as directly reachable on O(routes[].dev) even outside every connected prefix.
+        description:
+          - Treat the gateway as directly reachable on O(routes[].dev) even outside every
+            connected prefix.
         type: bool
         default: false
       family:
@@ -132,7 +135,9 @@ options:
           - Not required to exist yet, as the kernel allows (e.g. a PPP link that comes up later).
         type: str
       oif:
-        description: Outgoing interface selector (for sockets bound to an interface). Not required to exist yet.
+        description:
+          - Outgoing interface selector (for sockets bound to an interface).
+          - Not required to exist yet.
         type: str
       suppress_prefixlength:
         description: Ignore a route found in this table whose prefix length is this value or shorter.
@@ -252,14 +257,15 @@ table:
   sample: {name: isp1, id: 101}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (
+# Ansible modules keep their imports below the documentation strings.
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (  # noqa: E402
     EngineError,
 )
-from ansible_collections.netops.multihome.plugins.module_utils.engine.routing import (
+from ansible_collections.netops.multihome.plugins.module_utils.engine.routing import (  # noqa: E402
     apply_table,
 )
-from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import (
+from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import (  # noqa: E402
     Runner,
 )
 
@@ -269,7 +275,8 @@ ROUTE_OPTIONS = {
     "dev": {"type": "str"},
     "src": {"type": "str"},
     "metric": {"type": "int"},
-    "type": {"type": "str", "choices": ["unicast", "unreachable", "blackhole", "prohibit"], "default": "unicast"},
+    "type": {"type": "str", "default": "unicast",
+             "choices": ["unicast", "unreachable", "blackhole", "prohibit"]},
     "onlink": {"type": "bool", "default": False},
     "family": {"type": "str", "choices": ["ipv4", "ipv6"]},
 }

@@ -48,10 +48,15 @@ class Router:
         self.etc = workdir / "iproute2"  # bind-mounted over /etc/iproute2 for the module
 
     # ------------------------------------------------------------ lifecycle
-    def up(self) -> "Router":
+    def up(self) -> Router:
         self.down()
         sh(["ip", "netns", "add", self.ns])
         sh(["ip", "netns", "add", self.peer])
+        # no DAD: link-local addresses settle at once instead of producing kernel route
+        # events later, in the middle of a test watching 'ip monitor'
+        for ns in (self.ns, self.peer):
+            for scope in ("all", "default"):
+                sh(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{scope}.accept_dad=0"])
         for name, (v4, v6) in ROUTER_LINKS.items():
             sh(["ip", "-n", self.ns, "link", "add", name, "type", "veth",
                 "peer", "name", f"{name}p", "netns", self.peer])
@@ -61,6 +66,11 @@ class Router:
             self.ip("-6", "addr", "add", v6, "dev", name, "nodad")
         self.ip("link", "set", "lo", "up")
         shutil.copytree("/etc/iproute2", self.etc, symlinks=True)
+        deadline = time.monotonic() + 10
+        while "tentative" in self.ip("-6", "addr", "show").stdout:
+            if time.monotonic() > deadline:
+                raise AssertionError("IPv6 addresses stay tentative")
+            time.sleep(0.1)
         return self
 
     def down(self) -> None:
@@ -95,8 +105,11 @@ class Router:
         marker = next((i for i in (out.find("localhost | "),) if i >= 0), None)
         if marker is None:
             raise AssertionError(f"no module result in output:\n{out}\n{proc.stderr}")
-        body = out[marker:].split(" => ", 1)[1]
-        return json.loads(body), out
+        status, body = out[marker:].split(" => ", 1)
+        result = json.loads(body)
+        # ansible-core 2.19's minimal callback shows failure in the status word only
+        result["failed"] = "FAILED" in status
+        return result, out
 
     def snapshot(self) -> str:
         """Everything the module could change: all routes, all rules, the rt_tables tree."""
@@ -145,15 +158,18 @@ class Monitor:
             time.sleep(0.02)
         raise AssertionError(f"ip monitor never showed {needle!r}: {self.lines}")
 
-    def __enter__(self) -> "Monitor":
+    def __enter__(self) -> Monitor:
         dst, table = self.MARK
         # repeat the opening marker until the monitor sees it: then it is surely listening
         deadline = time.monotonic() + 10
-        while not any("192.0.2.254" in line for line in self.lines):
+        while True:
             if time.monotonic() > deadline:
                 raise AssertionError("ip monitor did not start")
-            self.router.ip("route", "replace", dst, "dev", "lo", "table", table)
+            self.router.ip("route", "add", dst, "dev", "lo", "table", table)
             time.sleep(0.1)
+            if any("192.0.2.254" in line for line in self.lines):
+                break
+            self.router.ip("route", "del", dst, "dev", "lo", "table", table)
         time.sleep(0.2)
         self.start = len(self.lines)
         return self

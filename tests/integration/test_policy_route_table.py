@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prt_helpers import Monitor, Router  # noqa: E402
+from prt_helpers import Monitor, Router
 
 # What the role passes for the first uplink (plus IPv6 and the main suppress helper).
 ISP1 = {
@@ -160,7 +160,7 @@ def test_absent_removes_table_rules_and_file_only(isp1: Router) -> None:
 
 def test_check_mode_reports_exactly_what_a_real_run_does(isp1: Router) -> None:
     params = copy.deepcopy(ISP1)
-    params["routes"] = params["routes"][:2] + [{"dest": "203.0.113.0/24", "type": "unreachable"}]
+    params["routes"] = [*params["routes"][:2], {"dest": "203.0.113.0/24", "type": "unreachable"}]
     params["rules"] = params["rules"][:2]
     before = isp1.snapshot()
     checked, _ = isp1.module(params, check=True)
@@ -183,7 +183,7 @@ def test_diff_shows_ip_syntax(isp1: Router) -> None:
     result, out = isp1.module(params, check=True, diff=True)
     assert "-default via 198.51.100.1 dev wan1 metric 0" in out
     assert "+default via 198.51.100.5 dev wan2 metric 0" in out
-    assert " 1100:\tfrom all fwmark 0x100/0xff00 lookup isp1" in out
+    assert "1100:\tfrom all fwmark 0x100/0xff00 lookup isp1\n" in result["after"]
     assert result["before"] != result["after"]
 
 
@@ -223,7 +223,8 @@ BAD_INPUTS = [
     ("gateway outside connected prefixes", {"routes": [{"dest": "default", "gateway": "198.51.100.9",
                                                         "dev": "wan1"}]},
      "routes[0].gateway: invalid value '198.51.100.9'"),
-    ("unknown device", {"routes": [{"dest": "192.0.2.0/24", "dev": "wan7"}]}, "routes[0].dev: invalid value 'wan7'"),
+    ("unknown device", {"routes": [{"dest": "192.0.2.0/24", "dev": "wan7"}]},
+     "routes[0].dev: invalid value 'wan7'"),
     ("src not local", {"routes": [{"dest": "192.0.2.0/24", "dev": "wan1", "src": "198.51.100.3"}]},
      "routes[0].src: invalid value '198.51.100.3'"),
     ("fwmark out of range", {"rules": [{"priority": 1100, "fwmark": "0x100000000"}]},
@@ -246,7 +247,7 @@ def test_bad_inputs_fail_before_any_change(isp1: Router) -> None:
     failures = []
     for case, override, message in BAD_INPUTS:
         params = copy.deepcopy(ISP1)
-        params["routes"] = [params["routes"][0]] + params["routes"][2:3]
+        params["routes"] = [params["routes"][0], *params["routes"][2:3]]
         params.update(override)
         result, _ = isp1.module(params)
         if not (result.get("failed") and message in result.get("msg", "")):
@@ -255,3 +256,4 @@ def test_bad_inputs_fail_before_any_change(isp1: Router) -> None:
             failures.append((case, "kernel or rt_tables.d changed"))
             before = isp1.snapshot()
     assert failures == []
+    assert len(BAD_INPUTS) >= 10

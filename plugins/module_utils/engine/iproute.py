@@ -108,7 +108,7 @@ class Rule:
         return out
 
     def spec(self) -> list[str]:
-        out = ["priority", str(self.priority)] + self.selectors() + ["table", str(self.table)]
+        out = ["priority", str(self.priority), *self.selectors(), "table", str(self.table)]
         if self.suppress_prefixlength is not None:
             out += ["suppress_prefixlength", str(self.suppress_prefixlength)]
         return out

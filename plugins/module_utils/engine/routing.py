@@ -170,19 +170,20 @@ def _plan_family(spec: TableSpec, fam: int, kernel: KernelState,
     shown = [r for r in ours if r not in dels] + adds
     if spec.suppress_priority is not None:
         helper = Rule(fam, spec.suppress_priority, MAIN_TABLE, suppress_prefixlength=0)
-        if spec.suppress_state == "present" and (fam in spec.families or not present):
-            if helper not in all_rules:
-                adds.append(helper)
-            shown.append(helper)
+        wanted = spec.suppress_state == "present" and (fam in spec.families or not present)
+        if wanted and helper not in all_rules:
+            adds.append(helper)
         elif spec.suppress_state == "absent" and helper in all_rules:
             dels.append(helper)
+        if helper in adds or (helper in all_rules and helper not in dels):
+            shown.append(helper)
     _check_deletes(all_rules, adds, dels)
 
     t = str(table_id)
-    lines = [" ".join(["route", "replace"] + r.spec() + ["table", t]) for r in replaces]
-    lines += [" ".join(["rule", "add"] + r.spec()) for r in adds]
-    lines += [" ".join(["rule", "del"] + r.spec()) for r in dels]
-    lines += [" ".join(["route", "del"] + r.spec() + ["table", t]) for r in route_dels]
+    lines = [" ".join(["route", "replace", *r.spec(), "table", t]) for r in replaces]
+    lines += [" ".join(["rule", "add", *r.spec()]) for r in adds]
+    lines += [" ".join(["rule", "del", *r.spec()]) for r in dels]
+    lines += [" ".join(["route", "del", *r.spec(), "table", t]) for r in route_dels]
     return lines, after_routes, sorted(shown, key=lambda r: (r.priority, r.table))
 
 

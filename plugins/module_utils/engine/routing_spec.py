@@ -5,6 +5,7 @@ Only checks that need no kernel state live here; ``routing`` adds the ones that 
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -52,10 +53,8 @@ def _bool(option: str, value: Any, default: bool) -> bool:
 
 def _int(option: str, value: Any, low: int, high: int, hex_ok: bool = False) -> int:
     if isinstance(value, str) and hex_ok:
-        try:
+        with contextlib.suppress(ValueError):
             value = int(value, 0)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         what = "an integer (decimal or 0x hex)" if hex_ok else "an integer"
         raise ValidationError(option, value, f"{what} from {low} to {high:#x}" if hex_ok
@@ -67,7 +66,8 @@ def _ifname(option: str, value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not IFNAME_RE.match(value):
-        raise ValidationError(option, value, "an interface name of 1-15 characters without '/', ':' or spaces")
+        raise ValidationError(option, value,
+                              "an interface name of 1-15 characters without '/', ':' or spaces")
     return value
 
 

@@ -9,7 +9,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[4]
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 
-from engine.runner import CmdResult
+from engine.runner import CmdResult  # noqa: E402
 
 
 def fixture(name: str) -> str:

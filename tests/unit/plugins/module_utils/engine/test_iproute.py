@@ -1,6 +1,9 @@
 """Parsing captured ``ip -j`` output (iproute2 6.1) into the normalised route/rule model."""
 from __future__ import annotations
 
+from prt_support import fixture  # sets the engine import path
+
+# isort: split
 from engine.iproute import (
     FULL_MASK,
     Route,
@@ -9,7 +12,6 @@ from engine.iproute import (
     parse_routes,
     parse_rules,
 )
-from prt_support import fixture
 
 
 def by_dst(routes):
@@ -84,7 +86,8 @@ def test_rule_rendering_matches_ip_rule_syntax():
 
 
 def test_route_rendering():
-    route = Route(4, "192.0.2.0/24", gateway="10.9.9.9", dev="wan1", src="198.51.100.2", metric=5, onlink=True)
+    route = Route(4, "192.0.2.0/24", gateway="10.9.9.9", dev="wan1", src="198.51.100.2",
+                  metric=5, onlink=True)
     assert route.spec() == ["192.0.2.0/24", "via", "10.9.9.9", "dev", "wan1", "src", "198.51.100.2",
                             "metric", "5", "onlink"]
     assert Route(6, "default", type="unreachable", metric=1024).spec() == ["unreachable", "default",

@@ -1,10 +1,12 @@
 """rt_tables.d handling: reading every mapping file, conflicts, our own file."""
 from __future__ import annotations
 
+from prt_support import ROOT  # noqa: F401  # sets the engine import path
+
+# isort: split
 import pytest
 from engine import rt_tables
 from engine.errors import ValidationError
-from prt_support import ROOT  # noqa: F401
 
 
 def write(path, text):
@@ -23,10 +25,10 @@ def test_conflicts_name_the_file(tmp_path):
     write(tmp_path / "rt_tables.d" / "other.conf", "102 isp2\n")
     maps = rt_tables.read_mappings([str(tmp_path)])
     own = rt_tables.own_path("isp1", str(tmp_path))
-    with pytest.raises(ValidationError, match="vpn.conf") as err:
+    with pytest.raises(ValidationError, match=r"vpn\.conf") as err:
         rt_tables.check_conflicts("isp1", 101, maps, own)
     assert err.value.option == "id"
-    with pytest.raises(ValidationError, match="other.conf") as err:
+    with pytest.raises(ValidationError, match=r"other\.conf") as err:
         rt_tables.check_conflicts("isp2", 103, maps, rt_tables.own_path("isp2", str(tmp_path)))
     assert err.value.option == "name"
     assert rt_tables.check_conflicts("isp1", 110, maps, own) is None

@@ -1,11 +1,13 @@
 """Validation of policy_route_table parameters: every bad input names option, value and rule."""
 from __future__ import annotations
 
+from prt_support import ROOT  # noqa: F401  (sets the engine import path)
+
+# isort: split
 import pytest
 from engine.errors import ValidationError
 from engine.iproute import FULL_MASK, Route, Rule
 from engine.routing_spec import parse_params
-from prt_support import ROOT  # noqa: F401  (sets the import path)
 
 GOOD_ROUTES = [
     {"dest": "default", "gateway": "198.51.100.1", "dev": "wan1"},
@@ -76,7 +78,8 @@ BAD = [
     ("mask zero", {"rules": [{"priority": 1100, "fwmark": 1, "fwmask": 0}]}, "rules[0].fwmask", "from 1"),
     ("mark outside mask", {"rules": [{"priority": 1100, "fwmark": 0x101, "fwmask": 0xFF00}]},
      "rules[0].fwmark", "inside fwmask 0xff00"),
-    ("mask without mark", {"rules": [{"priority": 1100, "fwmask": 0xFF}]}, "rules[0].fwmask", "unless fwmark"),
+    ("mask without mark", {"rules": [{"priority": 1100, "fwmask": 0xFF}]},
+     "rules[0].fwmask", "unless fwmark"),
     ("duplicate priority", {"rules": [{"priority": 1000, "from": "198.51.100.2/32"},
                                       {"priority": 1000, "oif": "wan1"}]},
      "rules[1].priority", "not already used by rules[0]"),
