@@ -14,6 +14,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+# Tests import the collection as Ansible does: ansible_collections.netops.multihome...
+COLLECTIONS = ROOT / ".build" / "collections"
+_link = COLLECTIONS / "ansible_collections" / "netops" / "multihome"
+if not _link.exists():
+    _link.parent.mkdir(parents=True, exist_ok=True)
+    _link.symlink_to(ROOT)
+sys.path.insert(0, str(COLLECTIONS))
 
 from harness import Lab, lab_name  # noqa: E402
 
