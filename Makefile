@@ -1,14 +1,29 @@
 # netops.multihome — developer entry points. `make demo` and `make test` are the two that matter.
 SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
 VENV ?= .venv
 PY := $(VENV)/bin/python
-BIN := $(VENV)/bin
+BIN := $(CURDIR)/$(VENV)/bin
 COLLECTIONS := $(CURDIR)/.build/collections
 COLL_LINK := $(COLLECTIONS)/ansible_collections/netops/multihome
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test lint unit integration molecule clean lab-up lab-down
+# ansible-test wants the collection at ansible_collections/NS/NAME and dislikes symlinked
+# roots, so it runs on a copy: the files of the built tarball (what users install) plus the
+# sanity ignore files.
+ATEST_ROOT := $(CURDIR)/.build/ansible-test
+ATEST_COLL := $(ATEST_ROOT)/ansible_collections/netops/multihome
+# ansible-test keeps its sanity venvs and its pip bootstrap script under $HOME/.ansible/test;
+# a HOME of its own keeps them in .build and lets us supply the bootstrap script offline.
+ATEST_HOME := $(CURDIR)/.build/ansible-test-home
+ATEST_PY = $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+ATEST_ENV = HOME=$(ATEST_HOME) ANSIBLE_COLLECTIONS_PATH=
+ATEST_BOOTSTRAP := $(ATEST_HOME)/.ansible/test/cache/get_pip_24_2.py
+TIMED = @start=$$(date +%s); trap 'echo "== $@: $$(( $$(date +%s) - start ))s"' EXIT;
+
+.PHONY: setup build demo test lint ruff yamllint ansible-lint unit sanity ansible-test-copy docs ee \
+	integration molecule clean lab-up lab-down
 
 setup: $(VENV)/.installed $(COLL_LINK)
 
@@ -25,19 +40,78 @@ $(COLL_LINK):
 demo: setup
 	bash lab/demo.sh
 
-test: setup lint unit integration molecule
+test: setup lint unit sanity docs integration molecule
 
-lint: setup
-	$(BIN)/ruff check .
+# ---------------------------------------------------------------- static checks
+lint: ruff yamllint ansible-lint
 
+ruff: setup
+	$(TIMED) $(BIN)/ruff check .
+
+yamllint: setup
+	$(TIMED) $(BIN)/yamllint --strict .
+
+# The whole project (roles, playbooks, molecule, lab inventories; see .ansible-lint), then the
+# examples of the docs (module EXAMPLES, README plays) written out as playbooks.
+ansible-lint: setup
+	$(TIMED) $(BIN)/ansible-lint --offline --profile production --strict; \
+	rm -rf .build/doc-examples && $(PY) scripts/doc_examples.py .build/doc-examples && \
+	cd .build/doc-examples && $(BIN)/ansible-lint --offline --profile production --strict playbooks/*.yml
+
+# ---------------------------------------------------------------- unit tests (no root needed)
 unit: setup
-	$(PY) -m pytest -q tests/unit
+	$(TIMED) $(PY) -m pytest -q tests/unit
 
+# ---------------------------------------------------------------- ansible-test on the tarball
+# The collection tarball, also under a version-less name for execution-environment.yml.
+build: setup
+	rm -rf .build/dist && mkdir -p .build/dist
+	$(BIN)/ansible-galaxy collection build --force --output-path .build/dist .
+	cp .build/dist/netops-multihome-*.tar.gz .build/dist/netops-multihome.tar.gz
+
+ansible-test-copy: build
+	rm -rf $(ATEST_ROOT) && mkdir -p $(ATEST_COLL)
+	tar -xzf .build/dist/netops-multihome.tar.gz -C $(ATEST_COLL)
+	mkdir -p $(ATEST_HOME)/.ansible/test/cache
+	cp tests/sanity/get_pip_offline.py $(ATEST_BOOTSTRAP)
+
+sanity: ansible-test-copy
+	$(TIMED) cd $(ATEST_COLL) && \
+	$(ATEST_ENV) $(BIN)/ansible-test sanity --local --python $(ATEST_PY) --color no \
+		--skip-test shellcheck --skip-test pslint && \
+	$(ATEST_ENV) $(BIN)/ansible-test units --local --python $(ATEST_PY) --color no
+
+# ---------------------------------------------------------------- docs, changelog, EE
+docs: setup
+	$(TIMED) for m in policy_route_table conntrack_balance; do \
+		out=$$($(BIN)/ansible-doc netops.multihome.$$m); \
+		grep -q '^EXAMPLES:' <<<"$$out" || { echo "ansible-doc $$m: no EXAMPLES" >&2; exit 1; }; \
+		grep -q '^RETURN VALUES:' <<<"$$out" || { echo "ansible-doc $$m: no RETURN" >&2; exit 1; }; \
+		echo "ansible-doc netops.multihome.$$m: ok"; \
+	done; \
+	$(BIN)/ansible-doc -t role netops.multihome.multihome >/dev/null; \
+	$(BIN)/antsibull-changelog lint; \
+	$(BIN)/antsibull-changelog generate --output .build/CHANGELOG.check.rst >/dev/null 2>&1 || \
+		$(BIN)/antsibull-changelog generate --output .build/CHANGELOG.check.rst; \
+	diff -u CHANGELOG.rst .build/CHANGELOG.check.rst || \
+		{ echo "CHANGELOG.rst is stale: run antsibull-changelog release/generate" >&2; exit 1; }; \
+	$(MAKE) --no-print-directory ee
+
+ee: build
+	rm -rf .build/ee-context
+	$(BIN)/ansible-builder create -f execution-environment.yml -c .build/ee-context \
+		--output-filename Containerfile >/dev/null
+	grep -q 'ansible-galaxy collection install' .build/ee-context/Containerfile
+	tar -tzf .build/ee-context/_build/netops-multihome.tar.gz roles/multihome/meta/argument_specs.yml >/dev/null
+	grep -q openssh-client .build/ee-context/_build/bindep.txt
+	@echo "ansible-builder create: ok (.build/ee-context)"
+
+# ---------------------------------------------------------------- kernel tests (root)
 integration: setup
-	$(PY) -m pytest -q tests/integration
+	$(TIMED) $(PY) -m pytest -q tests/integration
 
 molecule: setup
-	@if ls molecule/*/molecule.yml >/dev/null 2>&1; then \
+	$(TIMED) if ls molecule/*/molecule.yml >/dev/null 2>&1; then \
 		for s in $$(ls molecule); do (cd $(CURDIR) && $(BIN)/molecule test -s $$s) || exit 1; done; \
 	else echo "no molecule scenarios yet"; fi
 
