@@ -1,8 +1,9 @@
 """Filters of netops.multihome: the role's variables -> the validated router model."""
 from __future__ import annotations
 
-from ansible.errors import AnsibleFilterError
+import json
 
+from ansible.errors import AnsibleFilterError
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
 from ansible_collections.netops.multihome.plugins.module_utils.engine.rolemodel import (
     build_model,
@@ -36,6 +37,18 @@ def lsm_config(model, hook):
     return {"connections": conns, "groups": groups}
 
 
+def with_states(uplinks, status_json):
+    """Balance uplinks with ``state`` set from ``multihome status --json`` output, so a
+    re-run keeps an uplink the failover hook marked down out of rotation."""
+    states = {}
+    if status_json:
+        try:
+            states = {u["name"]: u["state"] for u in json.loads(status_json)["uplinks"]}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AnsibleFilterError(f"with_states: cannot read multihome status output: {exc}") from None
+    return [dict(u, state=states.get(u["name"], "up")) for u in uplinks]
+
+
 class FilterModule:
     def filters(self):
-        return {"router_model": router_model, "lsm_config": lsm_config}
+        return {"router_model": router_model, "lsm_config": lsm_config, "with_states": with_states}

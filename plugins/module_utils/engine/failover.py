@@ -224,13 +224,6 @@ def handle_event(
     return result
 
 
-def reset_probes(paths: Paths, names: List[str], at: float) -> None:
-    """LSM starts assuming every connection up: make the recorded probe states agree."""
-    with StateLock(paths):
-        for name in names:
-            _record(paths, name, "probe", "up", at)
-
-
 def log_event(paths: Paths, line: str, ident: str = "multihome") -> None:
     """One line to syslog (journal) and to the router's event log."""
     import syslog

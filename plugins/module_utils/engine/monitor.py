@@ -17,7 +17,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from .errors import EngineError
-from .failover import handle_event, load_model, log_event, reset_probes, uplink_names
+from .failover import handle_event, load_model, log_event, uplink_names
 from .paths import Paths
 from .runner import Runner
 
@@ -116,8 +116,8 @@ class Monitor:
         # Watch first so no link event between the initial read and the watch is lost.
         self.watch = subprocess.Popen(["ip", "-o", "monitor", "link"], stdout=subprocess.PIPE,
                                       stdin=subprocess.DEVNULL, text=True, bufsize=1)
-        # LSM starts assuming every target reachable; the recorded probe states follow.
-        reset_probes(self.paths, self.names, time.time())
+        # LSM starts with every connection "unknown" and reports each one's first verdict
+        # (unknown_up_notify), so the recorded probe states stand until LSM has seen.
         self.sync_carriers()
         self._start_lsm()
         log_event(self.paths, f"monitor started pid={os.getpid()} uplinks={','.join(self.names)}", IDENT)

@@ -137,6 +137,7 @@ def _uplink(i: int, raw: Dict[str, Any], failover: bool) -> Dict[str, Any]:
         if raw.get(key) is not None:
             up[key] = raw[key]
     up["nptv6"] = raw.get("nptv6") or []
+    up["source_prefixes"] = raw.get("source_prefixes") or []
     if failover:
         up["targets"] = _targets(f"{opt}.targets", raw.get("targets"))
     else:
@@ -211,8 +212,9 @@ def _balance(role_vars: Dict[str, Any], uplinks, lans, marks, mask) -> Dict[str,
         }
         if up["nat"] == "snat":
             entry["snat_address"] = str(ipaddress.ip_interface(up["address"]).ip)
-        if up["nptv6"]:
-            entry["nptv6"] = up["nptv6"]
+        for key in ("nptv6", "source_prefixes"):
+            if up[key]:
+                entry[key] = up[key]
         out_uplinks.append(entry)
     return {
         "state": "present",
