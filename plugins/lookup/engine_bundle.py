@@ -38,7 +38,9 @@ _raw:
   elements: str
 """
 
-ENGINE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils", "engine")
+ENGINE_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils", "engine"
+)
 
 
 def build(engine_dir: str) -> bytes:

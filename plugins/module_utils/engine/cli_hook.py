@@ -1,6 +1,7 @@
 """Body of ``multihome-hook``, the script LSM runs on every state change."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import List, Optional
 
@@ -31,8 +32,21 @@ def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner
         _log(paths, line)
         print(line, file=sys.stderr)
         return 1
-    _log(paths, result.line() + (f" lsm={event.reported}" if event.reported != event.state else ""))
+    extra = f" lsm={event.reported}" if event.reported != event.state else ""
+    _log(paths, f"{result.line()}{extra} process_ms={_process_ms()}")
     return 0
+
+
+def _process_ms() -> str:
+    """Wall time since this process started (includes the interpreter's start-up)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        return f"{(uptime - start_ticks / os.sysconf('SC_CLK_TCK')) * 1000:.0f}"
+    except (OSError, ValueError, IndexError):
+        return "?"
 
 
 def _log(paths: Paths, line: str) -> None:

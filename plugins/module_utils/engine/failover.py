@@ -210,14 +210,17 @@ def handle_event(
         effective = all_states(paths, names)
         effective[uplink] = now_state
         result = EventResult(uplink, source, state, effective, previous)
-        applied = apply_fn(model["balance"], runner, effective)
-        result.changed_rules = bool(applied.get("changed"))
-        result.commands = list(applied.get("commands") or [])
+        last = _read_state(os.path.join(paths.state_dir, uplink))
+        # An event that leaves the uplink's state as recorded needs no ruleset work
+        # (``multihome apply`` repairs drift); anything else re-applies the balancing.
+        if last is None or last[0] != now_state or previous != now_state:
+            applied = apply_fn(model["balance"], runner, effective)
+            result.changed_rules = bool(applied.get("changed"))
+            result.commands = list(applied.get("commands") or [])
         others_live = any(s == "up" for n, s in effective.items() if n != uplink)
         if now_state == "down" and previous == "up" and others_live:
             info = model["failover"]["uplinks"][uplink]
             result.deleted_flows = delete_fn(int(info["mark"]), int(info["mask"]), runner)
-        last = _read_state(os.path.join(paths.state_dir, uplink))
         since = at if last is None or last[0] != now_state else last[1]
         _record_effective(paths, uplink, now_state, since, sources)
     result.seconds = time.monotonic() - started

@@ -1,0 +1,25 @@
+"""Parsing the kernel's link events (`ip -o monitor link`) for carrier changes."""
+from __future__ import annotations
+
+from ansible_collections.netops.multihome.plugins.module_utils.engine.monitor import parse_link_line
+from ansible_collections.netops.multihome.plugins.module_utils.engine.profiles import monitor_settings
+
+
+def test_carrier_lost_gained_and_deleted() -> None:
+    lost = "3: wan1@if7: <NO-CARRIER,BROADCAST,MULTICAST,UP,M-DOWN> mtu 1500 state LOWERLAYERDOWN"
+    up = "3: wan1@if7: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP"
+    admin_down = "3: wan1: <BROADCAST,MULTICAST> mtu 1500 state DOWN"
+    deleted = "Deleted 3: wan1@NONE: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500"
+    assert parse_link_line(lost) == ("wan1", False)
+    assert parse_link_line(up) == ("wan1", True)
+    assert parse_link_line(admin_down) == ("wan1", False)
+    assert parse_link_line(deleted) == ("wan1", False)
+    assert parse_link_line("    link/ether 36:90:0a:68:f3:97 brd ff:ff:ff:ff:ff:ff") is None
+
+
+def test_profiles_hold_bounds_recovery() -> None:
+    fast = monitor_settings("fast", {}, "x")["lsm"]
+    assert fast["min_packet_loss"] == 100 - fast["min_successive_pkts_rcvd"]
+    assert fast["max_packet_loss"] > fast["min_packet_loss"]
+    slow = monitor_settings("conservative", {"up_after": 20}, "x")
+    assert slow["lsm"]["min_successive_pkts_rcvd"] == 20 and slow["interval_ms"] == 1000
