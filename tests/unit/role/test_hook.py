@@ -7,7 +7,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from ansible_collections.netops.multihome.plugins.module_utils.engine import cli_hook, failover
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
 from ansible_collections.netops.multihome.plugins.module_utils.engine.hookargs import parse_lsm_args

@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
 from ansible_collections.netops.multihome.plugins.module_utils.engine.rolemodel import (
     build_model,
@@ -109,7 +108,8 @@ BAD = [
     ({"multihome_monitor_profile": "turbo"}, "multihome_monitor_profile"),
     ({"multihome_failover": "yes"}, "multihome_failover"),
     ({"multihome_local_default_uplink": "isp9"}, "multihome_local_default_uplink"),
-    ({"multihome_pins": [{"uplink": "isp9", "destinations": ["192.0.2.0/24"]}]}, r"multihome_pins\[0\]\.uplink"),
+    ({"multihome_pins": [{"uplink": "isp9", "destinations": ["192.0.2.0/24"]}]},
+     r"multihome_pins\[0\]\.uplink"),
     ({"multihome_bypass": ["not-a-prefix"]}, r"multihome_bypass\[0\]"),
 ]
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.netops.multihome.plugins.module_utils.engine import naming
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
 
