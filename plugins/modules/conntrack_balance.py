@@ -41,7 +41,7 @@ description:
     disturbed.
   - Switching I(backend) removes the objects of the other backend in the same run.
 author:
-  - netops.multihome maintainers
+  - netops.multihome maintainers (!UNKNOWN)
 options:
   state:
     description: C(present) installs the ruleset; C(absent) removes the table or chains.
@@ -182,6 +182,8 @@ options:
     type: list
     elements: str
     default: []
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -321,7 +323,7 @@ ARGUMENT_SPEC = {
             "destinations": {"type": "list", "elements": "str"},
         },
     },
-    "bypass": {"type": "list", "elements": "str", "default": []},
+    "bypass": {"type": "list", "elements": "str", "default": [], "no_log": False},
 }
 
 

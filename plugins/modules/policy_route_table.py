@@ -26,7 +26,7 @@ description:
     allowed, including checks against the router itself (interfaces, connected prefixes, local
     addresses, rule priorities already held by other tables).
 author:
-  - netops.multihome maintainers
+  - netops.multihome maintainers (!UNKNOWN)
 options:
   name:
     description:
@@ -178,12 +178,15 @@ notes:
   - Check mode reports exactly the commands a real run would execute; C(changed) is computed
     by the same function in both modes.
   - Diff mode shows the table's file, routes and rules before and after in C(ip route) / C(ip rule) syntax.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
   platform:
+    support: full
     platforms: posix
 seealso:
   - name: ip-rule(8)
