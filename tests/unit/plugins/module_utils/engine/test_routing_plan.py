@@ -47,7 +47,8 @@ def kernel() -> KernelState:
     )
 
 
-def plan(tmp_path, routes=CURRENT_ROUTES, rules=CURRENT_RULES, **kw):  # pylint: disable=dangerous-default-value  # read-only
+# The default lists are only read, never changed.
+def plan(tmp_path, routes=CURRENT_ROUTES, rules=CURRENT_RULES, **kw):  # pylint: disable=dangerous-default-value
     p = {"name": "isp1", "id": 101, "routes": routes, "rules": rules,
          "main_suppress_default": {"priority": 900}}
     p.update(kw)

@@ -1,7 +1,8 @@
 """rt_tables.d handling: reading every mapping file, conflicts, our own file."""
 from __future__ import annotations
 
-from prt_support import ROOT  # noqa: F401  # pylint: disable=unused-import  # sets the engine import path
+# prt_support sets the engine import path
+from prt_support import ROOT  # noqa: F401  # pylint: disable=unused-import
 
 # isort: split
 import pytest

@@ -1,7 +1,8 @@
 """Validation of policy_route_table parameters: every bad input names option, value and rule."""
 from __future__ import annotations
 
-from prt_support import ROOT  # noqa: F401  # pylint: disable=unused-import  (sets the engine import path)
+# prt_support sets the engine import path
+from prt_support import ROOT  # noqa: F401  # pylint: disable=unused-import
 
 # isort: split
 import pytest
