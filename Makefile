@@ -9,20 +9,9 @@ COLL_LINK := $(COLLECTIONS)/ansible_collections/netops/multihome
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-# ansible-test wants the collection at ansible_collections/NS/NAME and dislikes symlinked
-# roots, so it runs on a copy: the files of the built tarball (what users install) plus the
-# sanity ignore files.
-ATEST_ROOT := $(CURDIR)/.build/ansible-test
-ATEST_COLL := $(ATEST_ROOT)/ansible_collections/netops/multihome
-# ansible-test keeps its sanity venvs and its pip bootstrap script under $HOME/.ansible/test;
-# a HOME of its own keeps them in .build and lets us supply the bootstrap script offline.
-ATEST_HOME := $(CURDIR)/.build/ansible-test-home
-ATEST_PY = $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-ATEST_ENV = HOME=$(ATEST_HOME) ANSIBLE_COLLECTIONS_PATH=
-ATEST_BOOTSTRAP := $(ATEST_HOME)/.ansible/test/cache/get_pip_24_2.py
 TIMED = @start=$$(date +%s); trap 'echo "== $@: $$(( $$(date +%s) - start ))s"' EXIT;
 
-.PHONY: setup build demo test lint ruff yamllint ansible-lint unit sanity ansible-test-copy docs ee \
+.PHONY: setup build demo test lint ruff yamllint ansible-lint unit sanity role-readme docs ee \
 	integration molecule clean lab-up lab-down
 
 setup: $(VENV)/.installed $(COLL_LINK)
@@ -62,24 +51,18 @@ ansible-lint: setup
 unit: setup
 	$(TIMED) $(PY) -m pytest -q tests/unit
 
-# ---------------------------------------------------------------- ansible-test on the tarball
+# ---------------------------------------------------------------- ansible-test on the tarball (scripts/ansible_test.sh)
 # The collection tarball, also under a version-less name for execution-environment.yml.
 build: setup
 	rm -rf .build/dist && mkdir -p .build/dist
 	$(BIN)/ansible-galaxy collection build --force --output-path .build/dist .
 	cp .build/dist/netops-multihome-*.tar.gz .build/dist/netops-multihome.tar.gz
 
-ansible-test-copy: build
-	rm -rf $(ATEST_ROOT) && mkdir -p $(ATEST_COLL)
-	tar -xzf .build/dist/netops-multihome.tar.gz -C $(ATEST_COLL)
-	mkdir -p $(ATEST_HOME)/.ansible/test/cache
-	cp tests/sanity/get_pip_offline.py $(ATEST_BOOTSTRAP)
+sanity: build
+	$(TIMED) bash scripts/ansible_test.sh .build/dist/netops-multihome.tar.gz $(BIN)
 
-sanity: ansible-test-copy
-	$(TIMED) cd $(ATEST_COLL) && \
-	$(ATEST_ENV) $(BIN)/ansible-test sanity --local --python $(ATEST_PY) --color no \
-		--skip-test shellcheck --skip-test pslint && \
-	$(ATEST_ENV) $(BIN)/ansible-test units --local --python $(ATEST_PY) --color no
+role-readme: setup
+	$(PY) tests/unit/role_readme.py --write
 
 # ---------------------------------------------------------------- docs, changelog, EE
 docs: setup
