@@ -1,14 +1,6 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Lookup of netops.multihome: the engine packed as one reproducible tar on the controller."""
 from __future__ import annotations
-
-import hashlib
-import io
-import os
-import tarfile
-import tempfile
-
-from ansible.errors import AnsibleLookupError
-from ansible.plugins.lookup import LookupBase
 
 DOCUMENTATION = """
 name: engine_bundle
@@ -37,6 +29,15 @@ _raw:
   type: list
   elements: str
 """
+
+import hashlib  # noqa: E402
+import io  # noqa: E402
+import os  # noqa: E402
+import tarfile  # noqa: E402
+import tempfile  # noqa: E402
+
+from ansible.errors import AnsibleLookupError  # noqa: E402
+from ansible.plugins.lookup import LookupBase  # noqa: E402
 
 ENGINE_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils", "engine"
