@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: conntrack-mark load balancing of new flows across uplinks, with NAT."""
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -84,7 +85,9 @@ options:
     elements: dict
     suboptions:
       name:
-        description: Name (letters, digits, C(_); 1-20 characters, starting with a letter). Used in chain names.
+        description:
+          - Name (letters, digits, C(_); 1-20 characters, starting with a letter). Used in chain
+            names.
         type: str
         required: true
       interface:
@@ -96,15 +99,21 @@ options:
         type: raw
         required: true
       weight:
-        description: Share of new flows within its tier; C(0) takes no new flows (pins and inbound still work).
+        description:
+          - Share of new flows within its tier; C(0) takes no new flows (pins and inbound still
+            work).
         type: int
         default: 1
       tier:
-        description: Priority group; lower tiers get new flows only while every uplink of the tiers above is down.
+        description:
+          - Priority group; lower tiers get new flows only while every uplink of the tiers above is
+            down.
         type: int
         default: 1
       state:
-        description: C(down) takes the uplink out of the choice for new flows; its established flows keep their mark.
+        description:
+          - C(down) takes the uplink out of the choice for new flows; its established flows keep
+            their mark.
         type: str
         choices: [up, down]
         default: up
@@ -160,7 +169,9 @@ options:
         elements: str
         required: true
   pins:
-    description: Sources or destinations always sent by one uplink while it is C(up); when it is C(down) they follow the normal choice.
+    description:
+      - Sources or destinations always sent by one uplink while it is C(up); when it is C(down) they
+        follow the normal choice.
     type: list
     elements: dict
     default: []
@@ -178,7 +189,9 @@ options:
         type: list
         elements: str
   bypass:
-    description: Destinations never marked or NATed (VPN endpoints, other sites); they follow the main routing table.
+    description:
+      - Destinations never marked or NATed (VPN endpoints, other sites); they follow the main
+        routing table.
     type: list
     elements: str
     default: []
@@ -189,6 +202,9 @@ attributes:
     support: full
   diff_mode:
     support: full
+  platform:
+    support: full
+    platforms: posix
 notes:
   - Needs C(nft) (nftables backend) or C(iptables-restore)/C(ip6tables-restore) (iptables
     backend), and C(ip) to check that interfaces exist.
@@ -245,7 +261,9 @@ changed:
   returned: always
   type: bool
 ruleset:
-  description: The wanted ruleset as text (C(nft list table) or C(iptables-save) syntax), one section per backend/family.
+  description:
+    - The wanted ruleset as text (C(nft list table) or C(iptables-save) syntax), one section per
+      backend/family.
   returned: always
   type: str
   sample: "# nftables\ntable inet netops_multihome {\n\tchain mark_isp1 {\n..."
@@ -268,14 +286,14 @@ diff:
   sample: {"before": "# nftables\ntable inet netops_multihome {...", "after": "..."}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.netops.multihome.plugins.module_utils.engine.balance import (
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.netops.multihome.plugins.module_utils.engine.balance import (  # noqa: E402
     apply_policy,
 )
-from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (
+from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (  # noqa: E402
     EngineError,
 )
-from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import (
+from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import (  # noqa: E402
     Runner,
 )
 
@@ -299,7 +317,10 @@ ARGUMENT_SPEC = {
             "nptv6": {
                 "type": "list",
                 "elements": "dict",
-                "options": {"inside": {"type": "str", "required": True}, "outside": {"type": "str", "required": True}},
+                "options": {
+                    "inside": {"type": "str", "required": True},
+                    "outside": {"type": "str", "required": True},
+                },
             },
             "source_prefixes": {"type": "list", "elements": "str"},
         },

@@ -9,6 +9,7 @@ ISPs drop customer packets whose source is not the customer's own address or its
 delegated prefix, counting them in the named counter ``spoofed``. Traffic is real TCP
 through the kernel; the server answers every connection with the source address it saw.
 """
+
 from __future__ import annotations
 
 import json
@@ -86,17 +87,37 @@ def base_params(backend: str, mode: str = "round_robin", **extra) -> dict:
         "mode": mode,
         "mark_mask": "0xff00",
         "uplinks": [
-            {"name": "isp1", "interface": "wan1", "mark": "0x100", "weight": 2, "nat": "snat",
-             "snat_address": WAN4[1], "source_prefixes": ["2001:db8:101:1::/64"],
-             "nptv6": [{"inside": "fd00:0:1:1::/64", "outside": NPT_OUT[1]}]},
-            {"name": "isp2", "interface": "wan2", "mark": "0x200", "weight": 1,
-             "source_prefixes": ["2001:db8:201:1::/64"],
-             "nptv6": [{"inside": "fd00:0:1:1::/64", "outside": NPT_OUT[2]}]},
+            {
+                "name": "isp1",
+                "interface": "wan1",
+                "mark": "0x100",
+                "weight": 2,
+                "nat": "snat",
+                "snat_address": WAN4[1],
+                "source_prefixes": ["2001:db8:101:1::/64"],
+                "nptv6": [{"inside": "fd00:0:1:1::/64", "outside": NPT_OUT[1]}],
+            },
+            {
+                "name": "isp2",
+                "interface": "wan2",
+                "mark": "0x200",
+                "weight": 1,
+                "source_prefixes": ["2001:db8:201:1::/64"],
+                "nptv6": [{"inside": "fd00:0:1:1::/64", "outside": NPT_OUT[2]}],
+            },
             {"name": "isp3", "interface": "wan3", "mark": "0x300", "weight": 1},
         ],
         "lans": [
-            {"name": "lan1", "interfaces": ["lan1"],
-             "prefixes": ["192.168.1.0/24", "fd00:0:1:1::/64", "2001:db8:101:1::/64", "2001:db8:201:1::/64"]},
+            {
+                "name": "lan1",
+                "interfaces": ["lan1"],
+                "prefixes": [
+                    "192.168.1.0/24",
+                    "fd00:0:1:1::/64",
+                    "2001:db8:101:1::/64",
+                    "2001:db8:201:1::/64",
+                ],
+            },
             {"name": "lan2", "interfaces": ["lan2"], "prefixes": ["192.168.2.0/24", "fd00:0:1:2::/64"]},
         ],
         "pins": [{"uplink": "isp3", "destinations": [PINNED4 + "/32"]}],
@@ -110,8 +131,10 @@ def base_params(backend: str, mode: str = "round_robin", **extra) -> dict:
 
 
 def _veth(a: str, a_if: str, b: str, b_if: str) -> None:
-    subprocess.run(["ip", "link", "add", a_if, "netns", ns(a), "type", "veth", "peer", "name", b_if,
-                    "netns", ns(b)], check=True)
+    subprocess.run(
+        ["ip", "link", "add", a_if, "netns", ns(a), "type", "veth", "peer", "name", b_if, "netns", ns(b)],
+        check=True,
+    )
     sh(a, "ip", "link", "set", a_if, "up")
     sh(b, "ip", "link", "set", b_if, "up")
 
@@ -135,7 +158,7 @@ table inet isp {{
 		type filter hook forward priority 0; policy accept;
 		iifname "cust" tcp dport {long} counter name longflow
 		iifname "cust" ip saddr != {wan} counter name spoofed drop
-		iifname "cust" ip6 saddr != {{ 2001:db8:f{k}:1::/64, 2001:db8:{k}01::/48 }} meta nfproto ipv6 counter name spoofed drop
+		iifname "cust" ip6 saddr != {{ 2001:db8:f{k}:1::/64, 2001:db8:{k}01::/48 }} counter name spoofed drop
 	}}
 	chain synloss {{
 		type filter hook forward priority 10; policy accept;
@@ -193,7 +216,23 @@ def up() -> None:
         sh("r", "ip", "route", "add", "default", "via", f"198.51.100.{base + 1}", "table", table)
         sh("r", "ip", "-6", "route", "add", "default", "via", f"2001:db8:f{k}:1::1", "table", table)
         for fam in ("-4", "-6"):
-            sh("r", "ip", fam, "rule", "add", "fwmark", f"0x{k}00/0xff00", "table", table, "priority", str(1000 + k))
+            sh(
+                "r",
+                "ip",
+                fam,
+                "rule",
+                "add",
+                "fwmark",
+                f"0x{k}00/0xff00",
+                "table",
+                table,
+                "priority",
+                str(1000 + k),
+            )
+    # connected and LAN routes win over the per-uplink defaults (policy_route_table does this
+    # in production with the same suppress_prefixlength rule)
+    for fam in ("-4", "-6"):
+        sh("r", "ip", fam, "rule", "add", "priority", "999", "lookup", "main", "suppress_prefixlength", "0")
     # site link for bypassed destinations
     _veth("r", "site0", "inet", "site0")
     _addr("r", "site0", "10.254.0.1/30")
@@ -203,8 +242,13 @@ def up() -> None:
     _addr("inet", "lo", SERVER4 + "/32", PINNED4 + "/32", SITE4 + "/32", SERVER6 + "/128")
     sh("r", "ip", "route", "add", "default", "via", "198.51.100.1")
     sh("r", "ip", "-6", "route", "add", "default", "via", "2001:db8:f1:1::1")
-    _sysctl("r", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.conf.all.rp_filter=2",
-            "net.ipv4.conf.all.src_valid_mark=1", "net.netfilter.nf_conntrack_tcp_loose=0")
+    _sysctl(
+        "r",
+        "net.ipv4.ip_forward=1",
+        "net.ipv6.conf.all.forwarding=1",
+        "net.ipv4.conf.all.rp_filter=2",
+        "net.ipv4.conf.all.src_valid_mark=1",
+    )
     _sysctl("c1", "net.ipv4.ip_local_port_range=10000 60999")
     _sysctl("c2", "net.ipv4.ip_local_port_range=10000 60999")
     start_server("inet", [PORT, LONG_PORT])
@@ -216,7 +260,9 @@ def up() -> None:
 def start_server(node: str, ports: List[int]) -> None:
     subprocess.Popen(
         ["ip", "netns", "exec", ns(node), sys.executable, str(TOOL), "serve", *map(str, ports)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     for _ in range(100):
         if all(f":{p} " in sh(node, "ss", "-Htln") for p in ports):
@@ -228,10 +274,24 @@ def start_server(node: str, ports: List[int]) -> None:
 # ---------------------------------------------------------------------------- traffic
 
 
-def flows(client: str, dst: str, n: int, sources: Sequence[str] = (), port: int = PORT,
-          parallel: int = 1, timeout: float = 3.0) -> List[Optional[str]]:
+def flows(
+    client: str,
+    dst: str,
+    n: int,
+    sources: Sequence[str] = (),
+    port: int = PORT,
+    parallel: int = 1,
+    timeout: float = 3.0,
+) -> List[Optional[str]]:
     """Open n short TCP connections; the address the server saw for each (None: failed)."""
-    req = {"dst": dst, "port": port, "n": n, "sources": list(sources), "parallel": parallel, "timeout": timeout}
+    req = {
+        "dst": dst,
+        "port": port,
+        "n": n,
+        "sources": list(sources),
+        "parallel": parallel,
+        "timeout": timeout,
+    }
     out = sh(client, sys.executable, str(TOOL), "flows", stdin=json.dumps(req), timeout=600)
     return json.loads(out)
 
@@ -240,7 +300,9 @@ def long_flow(client: str, dst: str, messages: int, interval: float) -> subproce
     req = {"dst": dst, "port": LONG_PORT, "messages": messages, "interval": interval}
     proc = subprocess.Popen(
         ["ip", "netns", "exec", ns(client), sys.executable, str(TOOL), "long"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdin is not None
     proc.stdin.write(json.dumps(req))
@@ -265,9 +327,33 @@ def syn_loss(percent_half: bool) -> None:
     for k in (1, 2, 3):
         sh(f"isp{k}", "nft", "flush", "chain", "inet", "isp", "synloss")
         if percent_half:
-            sh(f"isp{k}", "nft", "add", "rule", "inet", "isp", "synloss", "iifname", "cust",
-               "tcp", "flags", "&", "(syn|ack)", "==", "syn", "numgen", "random", "mod", "2", "==", "0",
-               "counter", "name", "synloss", "drop")
+            sh(
+                f"isp{k}",
+                "nft",
+                "add",
+                "rule",
+                "inet",
+                "isp",
+                "synloss",
+                "iifname",
+                "cust",
+                "tcp",
+                "flags",
+                "&",
+                "(syn|ack)",
+                "==",
+                "syn",
+                "numgen",
+                "random",
+                "mod",
+                "2",
+                "==",
+                "0",
+                "counter",
+                "name",
+                "synloss",
+                "drop",
+            )
 
 
 def flush_conntrack() -> None:
@@ -280,7 +366,9 @@ def foreign_snapshot() -> str:
     for tool in ("iptables-save", "ip6tables-save"):
         for table in ("filter", "mangle", "nat"):
             text = sh("r", tool, "-t", table)
-            parts.append("\n".join(ln for ln in text.splitlines() if not ln.startswith("#") and "MH_" not in ln))
+            parts.append(
+                "\n".join(ln for ln in text.splitlines() if not ln.startswith("#") and "MH_" not in ln)
+            )
     return "\n".join(parts)
 
 
@@ -297,11 +385,40 @@ ADMIN_NFT = """table inet admin {
 def install_foreign() -> None:
     sh("r", "nft", "-f", "-", stdin=ADMIN_NFT)
     sh("r", "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9998", "-j", "DROP")
-    sh("r", "iptables", "-t", "mangle", "-A", "PREROUTING", "-i", "lan2", "-p", "udp", "--dport", "9997",
-       "-j", "MARK", "--set-xmark", "0x1/0xff")
+    sh(
+        "r",
+        "iptables",
+        "-t",
+        "mangle",
+        "-A",
+        "PREROUTING",
+        "-i",
+        "lan2",
+        "-p",
+        "udp",
+        "--dport",
+        "9997",
+        "-j",
+        "MARK",
+        "--set-xmark",
+        "0x1/0xff",
+    )
     sh("r", "iptables", "-t", "mangle", "-N", "ADMIN_MARKS")
-    sh("r", "iptables", "-t", "mangle", "-A", "ADMIN_MARKS", "-j", "CONNMARK", "--save-mark",
-       "--nfmask", "0xff", "--ctmask", "0xff")
+    sh(
+        "r",
+        "iptables",
+        "-t",
+        "mangle",
+        "-A",
+        "ADMIN_MARKS",
+        "-j",
+        "CONNMARK",
+        "--save-mark",
+        "--nfmask",
+        "0xff",
+        "--ctmask",
+        "0xff",
+    )
     sh("r", "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "site0", "-p", "udp", "-j", "MASQUERADE")
     sh("r", "ip6tables", "-A", "FORWARD", "-p", "tcp", "--dport", "9996", "-j", "REJECT")
 

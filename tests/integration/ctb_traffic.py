@@ -6,6 +6,7 @@ flows           JSON on stdin {dst, port, n, sources, parallel, timeout}; prints
                 of addresses the server saw (null for a failed connection)
 long            JSON on stdin {dst, port, messages, interval}; prints {"seen": [...], "ok": n}
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -79,7 +80,9 @@ def one(dst: str, port: int, source: str, timeout: float):
 
 def flows(req: dict):
     sources = req.get("sources") or [""]
-    jobs = [(req["dst"], req["port"], sources[i % len(sources)], req.get("timeout", 3.0)) for i in range(req["n"])]
+    jobs = [
+        (req["dst"], req["port"], sources[i % len(sources)], req.get("timeout", 3.0)) for i in range(req["n"])
+    ]
     if req.get("parallel", 1) <= 1:
         return [one(*job) for job in jobs]
     with ThreadPoolExecutor(req["parallel"]) as pool:

@@ -1,4 +1,5 @@
 """Entry points of the ruleset half: validate, render, compare, apply (see docs/contracts.md)."""
+
 from __future__ import annotations
 
 import json
@@ -38,17 +39,26 @@ def _nft_part(policy: Policy | None, runner: Runner, states) -> tuple[str, str, 
 def _ipt_part(policy: Policy | None, runner: Runner, states, family: int):
     wanted = None
     if policy is not None:
-        wanted = iptables.render_tables(policy, plan_choice(policy, states), active_pins(policy, states), family)
+        wanted = iptables.render_tables(
+            policy, plan_choice(policy, states), active_pins(policy, states), family
+        )
     current = iptables.read_current(runner, family)
     script = iptables.plan(current, wanted)
-    return iptables.current_text(current), iptables.format_tables(wanted or {}), script, iptables.describe(current, wanted, family)
+    return (
+        iptables.current_text(current),
+        iptables.format_tables(wanted or {}),
+        script,
+        iptables.describe(current, wanted, family),
+    )
 
 
 def _labelled(parts: list[tuple[str, str]]) -> str:
     return "".join(f"# {label}\n{text}" for label, text in parts if text)
 
 
-def apply_policy(params: dict, runner: Runner, check: bool = False, states: dict[str, str] | None = None) -> dict:
+def apply_policy(
+    params: dict, runner: Runner, check: bool = False, states: dict[str, str] | None = None
+) -> dict:
     """Make the kernel's balancing ruleset match ``params`` (the module's options).
 
     Returns {"changed", "before", "after", "ruleset", "commands", "changes"}. Validation
@@ -63,17 +73,35 @@ def apply_policy(params: dict, runner: Runner, check: bool = False, states: dict
 
     # The wanted backend goes first; leftovers of the other backend are removed after it.
     nft_steps, ipt_steps = [], []
-    if use_nft or shutil.which(nft.NFT) and nft.read_current(runner) is not None:
+    if use_nft or (shutil.which(nft.NFT) and nft.read_current(runner) is not None):
         before, after, script, changes = _nft_part(nft_policy, runner, states)
-        nft_steps.append(("nftables", before, after, script, changes,
-                          (lambda s: nft.check(s, runner), lambda s: nft.apply(s, runner))))
+        nft_steps.append(
+            (
+                "nftables",
+                before,
+                after,
+                script,
+                changes,
+                (lambda s: nft.check(s, runner), lambda s: nft.apply(s, runner)),
+            )
+        )
     for family in (4, 6):
         if not use_nft or shutil.which(iptables.tools(family)[0]):
             before, after, script, changes = _ipt_part(ipt_policy, runner, states, family)
             label = "iptables" if family == 4 else "ip6tables"
-            ipt_steps.append((label, before, after, script, changes,
-                              (lambda s, f=family: iptables.check(s, runner, f),
-                               lambda s, f=family: iptables.apply(s, runner, f))))
+            ipt_steps.append(
+                (
+                    label,
+                    before,
+                    after,
+                    script,
+                    changes,
+                    (
+                        lambda s, f=family: iptables.check(s, runner, f),
+                        lambda s, f=family: iptables.apply(s, runner, f),
+                    ),
+                )
+            )
     steps = nft_steps + ipt_steps if use_nft else ipt_steps + nft_steps
 
     commands = []

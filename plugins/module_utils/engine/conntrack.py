@@ -1,4 +1,5 @@
 """Removing conntrack entries of one uplink only, selected by mark under a mask."""
+
 from __future__ import annotations
 
 import re

@@ -12,6 +12,7 @@ new flows visits every slot once. Random is a cascade of conditional probabiliti
 source_hash uses HMARK on the source address; HMARK overwrites the whole packet mark, so
 for that one packet the bits outside ``mark_mask`` are reset from the conntrack mark.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -104,7 +105,10 @@ def _fam(nets, family: int):
 def render_tables(policy: Policy, choice: Choice, pins: Sequence[Pin], family: int) -> Tables:
     mask = policy.mask
     mangle: dict[str, list[str]] = {}
-    pre = [f"-m connmark ! --mark {_m(0, mask)} {_restore_mark(mask)}", f"-m connmark ! --mark {_m(0, mask)} -j RETURN"]
+    pre = [
+        f"-m connmark ! --mark {_m(0, mask)} {_restore_mark(mask)}",
+        f"-m connmark ! --mark {_m(0, mask)} -j RETURN",
+    ]
     pre += [f"-i {u.interface} -m conntrack --ctdir ORIGINAL -g {mark_chain(u)}" for u in policy.uplinks]
     pre += [f"-i {name} -g MH_LAN" for name in policy.lan_interfaces]
     mangle["MH_PRE"] = pre
@@ -118,14 +122,14 @@ def render_tables(policy: Policy, choice: Choice, pins: Sequence[Pin], family: i
         lan.append("-d fe80::/10 -j RETURN")
     for up in policy.uplinks:
         lan += [f"-s {n} -g {mark_chain(up)}" for n in _fam(up.source_prefixes, family)]
-    mangle["MH_LAN"] = lan + ["-g MH_PINS"]
+    mangle["MH_LAN"] = [*lan, "-g MH_PINS"]
 
     pin_lines = []
     for pin in pins:
         target = mark_chain(policy.uplink(pin.uplink))
         pin_lines += [f"-s {n} -g {target}" for n in _fam(pin.sources, family)]
         pin_lines += [f"-d {n} -g {target}" for n in _fam(pin.destinations, family)]
-    mangle["MH_PINS"] = pin_lines + ["-g MH_CHOOSE"]
+    mangle["MH_PINS"] = [*pin_lines, "-g MH_CHOOSE"]
     mangle.update(choose_rules(policy, choice, family))
     for up in policy.uplinks:
         mangle[mark_chain(up)] = [
@@ -154,7 +158,9 @@ def render_tables(policy: Policy, choice: Choice, pins: Sequence[Pin], family: i
             for m in up.nptv6
         ]
     tables = {"mangle": mangle, "nat": nat}
-    return {t: {c: [f"-A {c} {r}" for r in rules] for c, rules in chains.items()} for t, chains in tables.items()}
+    return {
+        t: {c: [f"-A {c} {r}" for r in rules] for c, rules in chains.items()} for t, chains in tables.items()
+    }
 
 
 def format_tables(tables: Tables) -> str:
@@ -164,6 +170,7 @@ def format_tables(tables: Tables) -> str:
         if not chains:
             continue
         out.append(f"*{table}")
+        chains = dict(sorted(chains.items()))  # iptables-save lists chains sorted by name
         out += [f":{c} - [0:0]" for c in chains]
         for hook_table, builtin, ours in HOOKS:
             if hook_table == table and ours in chains:
@@ -239,7 +246,7 @@ def plan(current: str, wanted: Tables | None) -> str | None:
         lines += [f"-F {c}" for c in obsolete]
         lines += [f"-X {c}" for c in obsolete]
         if lines:
-            out += [f"*{table}"] + lines + ["COMMIT"]
+            out += [f"*{table}", *lines, "COMMIT"]
     return "\n".join(out) + "\n" if out else None
 
 

@@ -7,6 +7,7 @@ transaction. When only chain contents differ (the failover hook changing the up/
 set or the weights) only those chains are flushed and refilled; the restore rules in
 ``prerouting`` are untouched, so established flows never notice.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from .runner import Runner
 FAMILY = "inet"
 TABLE = "netops_multihome"
 NFT = "nft"
+HASH_SEED = 0x4D48
 
 Chains = dict[str, list[str]]
 
@@ -65,9 +67,11 @@ def choose_rules(policy: Policy, choice: Choice) -> list[str]:
         return [f"numgen inc mod {n} vmap {vmap}"]
     if choice.mode == "random":
         return [f"numgen random mod {n} vmap {vmap}"]
+    # Without an explicit seed the kernel draws a random one per rule, and every refill of
+    # the chain would move clients between uplinks.
     return [
-        f"jhash ip saddr mod {n} vmap {vmap}",
-        f"jhash ip6 saddr mod {n} vmap {vmap}",
+        f"jhash ip saddr mod {n} seed 0x{HASH_SEED:x} vmap {vmap}",
+        f"jhash ip6 saddr mod {n} seed 0x{HASH_SEED:x} vmap {vmap}",
     ]
 
 
@@ -77,7 +81,7 @@ def pin_rules(policy: Policy, pins: Sequence[Pin]) -> list[str]:
         target = "goto " + mark_chain(policy.uplink(pin.uplink))
         rules += [f"{_saddr(n)} {target}" for n in pin.sources]
         rules += [f"{_daddr(n)} {target}" for n in pin.destinations]
-    return rules + ["goto choose"]
+    return [*rules, "goto choose"]
 
 
 def render_chains(policy: Policy, choice: Choice, pins: Sequence[Pin]) -> Chains:
@@ -94,7 +98,7 @@ def render_chains(policy: Policy, choice: Choice, pins: Sequence[Pin]) -> Chains
     from_lan += ["fib daddr type { local, broadcast, multicast } accept", "ip6 daddr fe80::/10 accept"]
     for up in policy.uplinks:
         from_lan += [f"{_saddr(n)} goto {mark_chain(up)}" for n in up.source_prefixes]
-    chains["from_lan"] = from_lan + ["goto pins"]
+    chains["from_lan"] = [*from_lan, "goto pins"]
 
     pre = ["type filter hook prerouting priority mangle; policy accept;"]
     pre += [f"{_restore(up, mask)} accept" for up in policy.uplinks]
@@ -124,7 +128,7 @@ def render_chains(policy: Policy, choice: Choice, pins: Sequence[Pin]) -> Chains
         for up in policy.uplinks:
             for m in up.nptv6:
                 dnat.append(
-                    f'iifname "{up.interface}" dnat ip6 prefix to ip6 daddr map {{ {m.outside} : {m.inside} }}'
+                    f'iifname "{up.interface}" dnat ip6 prefix to ip6 daddr map {{ {m.outside} : {m.inside} }}'  # noqa: E501
                 )
         chains["nptv6_in"] = dnat
     return chains
@@ -145,10 +149,10 @@ def parse_table(text: str) -> Chains:
     current: str | None = None
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith("table ") or line == "}" and current is None:
+        if not line or line.startswith("table ") or (line == "}" and current is None):
             continue
         if line.startswith("chain ") and line.endswith("{"):
-            current = line[len("chain "):-1].strip()
+            current = line[len("chain ") : -1].strip()
             chains[current] = []
         elif line == "}":
             current = None

@@ -5,6 +5,7 @@ module's options into a :class:`Policy` or raises :class:`ValidationError` namin
 option, the value and what is allowed. ``plan_choice`` decides which uplinks receive new
 flows (tiers, weights, up/down) and is shared by both ruleset backends.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -16,7 +17,7 @@ from typing import Union
 
 from .errors import ValidationError
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]  # noqa: UP007 (runtime alias, Python 3.9)
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 BACKENDS = ("nftables", "iptables")
 MODES = ("round_robin", "random", "source_hash")
@@ -150,9 +151,7 @@ def _choice(option: str, value: object, allowed: Sequence[str]) -> str:
 
 def _name(option: str, value: object) -> str:
     if not isinstance(value, str) or not NAME_RE.match(value):
-        raise ValidationError(
-            option, value, "a name of 1-20 letters, digits or '_' starting with a letter"
-        )
+        raise ValidationError(option, value, "a name of 1-20 letters, digits or '_' starting with a letter")
     return value
 
 

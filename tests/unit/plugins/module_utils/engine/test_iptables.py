@@ -1,4 +1,5 @@
 """iptables rendering and planning (pure; the kernel round trip is in the integration tests)."""
+
 from __future__ import annotations
 
 # isort: off
@@ -53,7 +54,7 @@ def test_round_robin_cascade_is_exact_every_cycle():
     assert rules[0] == "-A MH_CHOOSE -m statistic --mode nth --every 4 --packet 0 -g MH_MARK_isp1"
     hits = simulate_nth(rules, 400)
     for cycle in range(100):
-        window = hits[cycle * 4:(cycle + 1) * 4]
+        window = hits[cycle * 4 : (cycle + 1) * 4]
         assert sorted(window) == ["MH_MARK_isp1", "MH_MARK_isp1", "MH_MARK_isp2", "MH_MARK_isp3"]
 
 
@@ -69,15 +70,21 @@ def test_random_cascade_probabilities_multiply_to_the_weights():
 
 def test_source_hash_uses_hmark_and_keeps_foreign_bits_from_the_ct_mark():
     t = tables(params(mode="source_hash"), family=6)["mangle"]
-    assert t["MH_CHOOSE"][0] == "-A MH_CHOOSE -j HMARK --hmark-src-prefix 128 --hmark-rnd 0x00004d48 --hmark-mod 4"
+    assert (
+        t["MH_CHOOSE"][0]
+        == "-A MH_CHOOSE -j HMARK --hmark-src-prefix 128 --hmark-rnd 0x00004d48 --hmark-mod 4"
+    )
     assert t["MH_CHOOSE"][1] == "-A MH_CHOOSE -m mark --mark 0x0 -g MH_HASH_isp1"
-    assert t["MH_HASH_isp2"][1] == "-A MH_HASH_isp2 -j CONNMARK --restore-mark --nfmask 0xffff00ff --ctmask 0xffff00ff"
+    assert (
+        t["MH_HASH_isp2"][1]
+        == "-A MH_HASH_isp2 -j CONNMARK --restore-mark --nfmask 0xffff00ff --ctmask 0xffff00ff"
+    )
 
 
 def test_restore_and_mark_rules():
     m = tables()["mangle"]
     assert m["MH_PRE"][:2] == [
-        "-A MH_PRE -m connmark ! --mark 0x0/0xff00 -j CONNMARK --restore-mark --nfmask 0xff00 --ctmask 0xff00",
+        "-A MH_PRE -m connmark ! --mark 0x0/0xff00 -j CONNMARK --restore-mark --nfmask 0xff00 --ctmask 0xff00",  # noqa: E501
         "-A MH_PRE -m connmark ! --mark 0x0/0xff00 -j RETURN",
     ]
     assert "-A MH_PRE -i wan2 -m conntrack --ctdir ORIGINAL -g MH_MARK_isp2" in m["MH_PRE"]
@@ -107,7 +114,9 @@ def test_plan_fresh_declares_before_rules_and_inserts_one_jump():
     assert all(ln.startswith(":MH_") for ln in lines[1:first_rule])
     assert "-I PREROUTING 1 -j MH_PRE" in lines and "-I POSTROUTING 1 -j MH_NAT" in lines
     assert not any("ADMIN" in ln or "eth9" in ln for ln in lines)
-    assert not any(ln.startswith((":PREROUTING", ":POSTROUTING", ":OUTPUT", "-F PRE", "-F POST")) for ln in lines)
+    assert not any(
+        ln.startswith((":PREROUTING", ":POSTROUTING", ":OUTPUT", "-F PRE", "-F POST")) for ln in lines
+    )
 
 
 def _installed(want):

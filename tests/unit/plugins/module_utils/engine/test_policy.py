@@ -1,4 +1,5 @@
 """Validation and new-flow choice of the balancing model (pure, no kernel)."""
+
 from __future__ import annotations
 
 import pytest
@@ -40,10 +41,16 @@ BAD = [
     (_lan(prefixes=["192.168.1.128/25"]), "lans[1].prefixes[0]", "192.168.1.128/25"),
     (params(bypass=["10.0.0.0/33"]), "bypass[0]", "10.0.0.0/33"),
     (params(bypass=["not-a-prefix"]), "bypass[0]", "not-a-prefix"),
-    (with_uplink(0, nptv6=[{"inside": "fd00:0:1:1::/64", "outside": "2001:db8:101::/48"}]),
-     "uplinks[0].nptv6[0].outside", "2001:db8:101::/48"),
-    (with_uplink(0, nptv6=[{"inside": "fd00:9::/64", "outside": "2001:db8:101:1::/64"}]),
-     "uplinks[0].nptv6[0].inside", "fd00:9::/64"),
+    (
+        with_uplink(0, nptv6=[{"inside": "fd00:0:1:1::/64", "outside": "2001:db8:101::/48"}]),
+        "uplinks[0].nptv6[0].outside",
+        "2001:db8:101::/48",
+    ),
+    (
+        with_uplink(0, nptv6=[{"inside": "fd00:9::/64", "outside": "2001:db8:101:1::/64"}]),
+        "uplinks[0].nptv6[0].inside",
+        "fd00:9::/64",
+    ),
     (params(mode="least_used"), "mode", "least_used"),
     (params(backend="pf"), "backend", "pf"),
     (with_uplink(1, state="maybe"), "uplinks[1].state", "maybe"),

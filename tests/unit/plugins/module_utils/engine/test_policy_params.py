@@ -1,4 +1,5 @@
 """Shared input for the balancing unit tests (imported by test_policy, test_nft, test_iptables)."""
+
 from __future__ import annotations
 
 import copy
@@ -19,8 +20,14 @@ BASE = {
     "mode": "round_robin",
     "mark_mask": "0xff00",
     "uplinks": [
-        {"name": "isp1", "interface": "wan1", "mark": "0x100", "weight": 2,
-         "nat": "snat", "snat_address": "198.51.100.2"},
+        {
+            "name": "isp1",
+            "interface": "wan1",
+            "mark": "0x100",
+            "weight": 2,
+            "nat": "snat",
+            "snat_address": "198.51.100.2",
+        },
         {"name": "isp2", "interface": "wan2", "mark": "0x200", "weight": 1},
         {"name": "isp3", "interface": "wan3", "mark": "0x300", "weight": 1},
     ],
