@@ -1,0 +1,157 @@
+"""The multihome role on the lab's router r1 through playbooks/site.yml, over SSH.
+
+One lab for the module: converge, idempotence, balanced flows, router-originated
+replies on the right uplink, LSM-driven failover and recovery, carrier loss, the hook's
+refusal of hostile input. Everything is observed with real sockets in the namespaces.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / "playbooks" / "site.yml"
+ISP1, ISP2 = "198.51.100.2", "198.51.100.6"
+
+
+def playbook(lab, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
+               ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1")
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(lab.inventory),
+            str(PLAYBOOK), *extra]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+
+
+def recap(proc: subprocess.CompletedProcess) -> dict:
+    found = re.search(r"r1\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", proc.stdout)
+    assert found, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, found.groups())))
+
+
+def wait_for(predicate, timeout: float, step: float = 0.05):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(step)
+    return None
+
+
+def status(lab) -> dict:
+    return json.loads(lab.run("r1", ["multihome", "status", "--json"]).stdout)
+
+
+def state_of(lab, uplink: str) -> str:
+    return next(u["state"] for u in status(lab)["uplinks"] if u["name"] == uplink)
+
+
+@pytest.fixture(scope="module")
+def converged(lab):
+    first = playbook(lab)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    assert recap(first)["changed"] > 0
+    # LSM reports its first verdicts once the hold time has passed.
+    assert wait_for(lambda: "probe=up" in lab.run("r1", ["cat", "/var/lib/netops-multihome/state/isp2"],
+                                                  check=False).stdout, 10)
+    return lab
+
+
+def test_second_run_changes_nothing(converged) -> None:
+    again = playbook(converged)
+    assert again.returncode == 0 and recap(again)["changed"] == 0, again.stdout[-3000:]
+
+
+def test_check_mode_reports_no_change_on_a_converged_router(converged) -> None:
+    checked = playbook(converged, "--check", "--diff")
+    assert checked.returncode == 0 and recap(checked)["changed"] == 0, checked.stdout[-3000:]
+
+
+def test_new_flows_use_both_uplinks_and_nothing_is_spoofed(converged) -> None:
+    lab = converged
+    lab.reset_spoofed("isp1")
+    lab.reset_spoofed("isp2")
+    seen = collections.Counter(lab.flows("c1", 20) + lab.flows("c2", 20))
+    assert seen[ISP1] >= 15 and seen[ISP2] >= 15, seen
+    assert lab.spoofed("isp1") == 0 and lab.spoofed("isp2") == 0
+
+
+def test_admin_reaching_either_uplink_address_gets_replies(converged) -> None:
+    """A service on the router answers a client on the internet via the uplink the
+    client used; without the from-rules the reply to isp2's address leaves by isp1."""
+    lab = converged
+    server = lab.popen("r1", [sys.executable, str(ROOT / "lab" / "traffic.py"), "serve", "--port", "5022",
+                              "--log", "/tmp/mh-admin.log"])
+    try:
+        assert wait_for(lambda: "5022" in lab.run("r1", ["ss", "-Hltn"]).stdout, 5)
+        for address in (ISP1, ISP2):
+            cmd = [sys.executable, str(ROOT / "lab" / "traffic.py"), "flows", "--dst", address,
+                   "--port", "5022", "--n", "3", "--timeout", "2"]
+            answers = json.loads(lab.run("inet", cmd).stdout)
+            assert not [a for a in answers if a.startswith("error")], (address, answers)
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def test_sysctl_and_files(converged) -> None:
+    lab = converged
+    assert lab.run("r1", ["sysctl", "-n", "net.ipv4.conf.wan1.rp_filter"]).stdout.strip() == "2"
+    assert lab.run("r1", ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip() == "1"
+    modes = lab.run("r1", ["stat", "-c", "%a %U", "/etc/netops-multihome/model.json",
+                           "/etc/netops-multihome/lsm.conf"]).stdout.split("\n")
+    assert modes[:2] == ["600 root", "600 root"]
+
+
+def test_hook_refuses_hostile_arguments(converged) -> None:
+    lab = converged
+    proc = lab.run("r1", ["/usr/local/lib/netops-multihome/multihome-hook", "down", "isp1;touch /tmp/pwn"],
+                   check=False)
+    assert proc.returncode == 2
+    assert lab.run("r1", ["test", "-e", "/tmp/pwn"], check=False).returncode == 1
+    assert state_of(lab, "isp1") == "up"
+    log = lab.run("r1", ["tail", "-n", "3", "/var/log/netops-multihome/events.log"]).stdout
+    assert "refused event" in log
+
+
+def test_upstream_cut_fails_over_and_recovers(converged) -> None:
+    lab = converged
+    with lab.stream("c1", count=6, duration=14.0) as streams:
+        time.sleep(1.0)
+        lab.cut_upstream("isp1")
+        took = wait_for(lambda: set(lab.flows("c1", 4, timeout=0.4)) == {ISP2}, 6.0)
+        assert took is not None, "new flows did not move to isp2"
+        assert state_of(lab, "isp1") == "down"
+        time.sleep(2.0)
+        lab.restore_upstream("isp1")
+        back = wait_for(lambda: ISP1 in lab.flows("c1", 4, timeout=0.4), 10.0)
+        assert back is not None, "isp1 did not come back into rotation"
+    on_isp2 = [s for s in streams.reports if s["sources"] == [ISP2]]
+    assert on_isp2, streams.reports
+    for s in on_isp2:
+        assert not s.get("error") and s["max_gap"] < 1.0, s
+    events = lab.run("r1", ["grep", "source=probe state=down", "/var/log/netops-multihome/events.log"]).stdout
+    last = events.strip().splitlines()[-1]
+    assert "flows_deleted=" in last and "live=isp2" in last
+    print(f"failover {took:.2f}s, failback {back:.2f}s, hook: {last}")
+
+
+def test_carrier_loss_is_seen_within_half_a_second(converged) -> None:
+    lab = converged
+    lab.carrier_down("isp2")
+    try:
+        took = wait_for(lambda: "isp2 source=carrier state=down" in lab.run(
+            "r1", ["tail", "-n", "5", "/var/log/netops-multihome/events.log"]).stdout.replace("uplink=", ""),
+            3.0, step=0.02)
+        assert took is not None and took < 1.0, took
+        assert set(lab.flows("c1", 4)) == {ISP1}
+    finally:
+        lab.carrier_up("isp2")
+    assert wait_for(lambda: state_of(lab, "isp2") == "up", 10.0) is not None
