@@ -17,6 +17,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 ROOT = Path(__file__).resolve().parents[2]
 MHLAB = ROOT / "lab" / "mhlab.py"
 TRAFFIC = ROOT / "lab" / "traffic.py"
+PROBE = ROOT / "lab" / "probe.py"
 SERVER4 = "203.0.113.10"
 SERVER6 = "2001:db8:ffff::10"
 PORT = 5001
@@ -126,6 +127,21 @@ class Lab:
         finally:
             handle.finish(timeout=duration + 30)
 
+    @contextmanager
+    def probing(self, client: str, duration: float, interval: float = 0.05,
+                timeout: float = 0.5, family: int = 4) -> Iterator[ProbeHandle]:
+        """Open a new TCP flow every INTERVAL for DURATION while the body runs (a fault,
+        a failover...). After the block, `handle.flows` is [[time, result], ...] with time
+        on this process's monotonic clock, comparable with `time.monotonic()`."""
+        dst = SERVER4 if family == 4 else SERVER6
+        cmd = [sys.executable, str(PROBE), "--dst", dst, "--port", str(PORT), "--interval",
+               str(interval), "--duration", str(duration), "--timeout", str(timeout)]
+        handle = ProbeHandle(self.popen(client, cmd))
+        try:
+            yield handle
+        finally:
+            handle.finish(timeout=duration + timeout + 30)
+
     def server_log(self) -> List[List[str]]:
         """The server's own record: one [proto, source, port] per flow it accepted."""
         path = self.dir / "flows.log"
@@ -203,6 +219,35 @@ class StreamHandle:
         if self.proc.returncode != 0:
             raise AssertionError(f"stream client failed: {err}")
         self.reports = json.loads(out)["streams"]
+
+
+class ProbeHandle:
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.flows: List[list] = []
+
+    def finish(self, timeout: float) -> None:
+        out, err = self.proc.communicate(timeout=timeout)
+        if self.proc.returncode != 0:
+            raise AssertionError(f"probe failed: {err}")
+        data = json.loads(out)
+        self.flows = [[data["t0"] + offset, result] for offset, result in data["flows"]]
+
+
+def recovery_time(flows: List[list], event: float) -> Optional[float]:
+    """Seconds from EVENT until new flows reliably work: the start of the first flow after
+    which every later flow succeeded. None if flows never recovered."""
+    after = [(t, r) for t, r in flows if t >= event]
+    last_failure = max((i for i, (_, r) in enumerate(after) if r.startswith("error")), default=-1)
+    if last_failure == len(after) - 1:
+        return None
+    return max(0.0, after[last_failure + 1][0] - event)
+
+
+def first_via(flows: List[list], source: str, since: float) -> Optional[float]:
+    """Seconds from SINCE until the first new flow that left with SOURCE."""
+    times = [t for t, r in flows if t >= since and r == source]
+    return min(times) - since if times else None
 
 
 def lab_name(default: str) -> str:
