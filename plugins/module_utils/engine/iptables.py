@@ -204,7 +204,7 @@ def parse_save(text: str) -> tuple[Tables, dict[str, list[str]]]:
 
 
 def read_current(runner: Runner, family: int) -> str:
-    save, _ = tools(family)
+    save = tools(family)[0]
     out = []
     for table in ("mangle", "nat"):
         res = runner.run([save, "-t", table], check=False)
@@ -215,7 +215,7 @@ def read_current(runner: Runner, family: int) -> str:
 
 
 def current_text(current: str) -> str:
-    tables, _ = parse_save(current)
+    tables = parse_save(current)[0]
     return format_tables({t: c for t, c in tables.items() if c})
 
 
@@ -251,7 +251,7 @@ def plan(current: str, wanted: Tables | None) -> str | None:
 
 
 def apply(script: str, runner: Runner, family: int) -> None:
-    _, restore = tools(family)
+    restore = tools(family)[1]
     res = runner.run([restore, "--noflush"], stdin=script, check=False)
     if res.rc != 0:
         raise EngineError(f"{restore} rejected the rules, nothing changed: {res.stderr.strip()}")
@@ -274,7 +274,7 @@ def describe(current: str, wanted: Tables | None, family: int) -> list[str]:
 
 
 def check(script: str, runner: Runner, family: int) -> None:
-    _, restore = tools(family)
+    restore = tools(family)[1]
     res = runner.run([restore, "--noflush", "--test"], stdin=script, check=False)
     if res.rc != 0:
         raise EngineError(f"{restore} rejected the rules, nothing changed: {res.stderr.strip()}")

@@ -129,7 +129,7 @@ class Monitor:
                 self.model = load_model(self.paths)
                 self._start_lsm()
             try:
-                ready, _, _ = select.select([self.watch.stdout], [], [], 1.0)
+                ready = select.select([self.watch.stdout], [], [], 1.0)[0]
             except InterruptedError:
                 continue
             if ready:
@@ -147,10 +147,10 @@ class Monitor:
         log_event(self.paths, "monitor stopped", IDENT)
         return 0
 
-    def _on_signal(self, *_: object) -> None:
+    def _on_signal(self, *_args: object) -> None:
         self.stopping = True
 
-    def _on_hup(self, *_: object) -> None:
+    def _on_hup(self, *_args: object) -> None:
         self.reload = True
 
 

@@ -98,7 +98,7 @@ def assign_marks(
         if explicit and (value <= 0 or value > 0xFFFFFFFF or value & ~mask):
             raise ValidationError(f"{option}[{i}].mark", uplinks[i].get("mark"), allowed)
     _check_unique(option, "mark", uplinks, picked, hex)
-    return {str(uplinks[i]["name"]): v for i, v, _ in picked}
+    return {str(uplinks[p[0]]["name"]): p[1] for p in picked}
 
 
 def assign_tables(
@@ -111,7 +111,7 @@ def assign_tables(
         if explicit and (value < 1 or value > 0xFFFFFFFF or value in (253, 254, 255)):
             raise ValidationError(f"{option}[{i}].table", uplinks[i].get("table"), allowed)
     _check_unique(option, "table", uplinks, picked, str)
-    return {str(uplinks[i]["name"]): v for i, v, _ in picked}
+    return {str(uplinks[p[0]]["name"]): p[1] for p in picked}
 
 
 def table_name(uplink: str, prefix: Optional[str] = "mh_") -> str:

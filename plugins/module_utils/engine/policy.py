@@ -387,13 +387,13 @@ def weighted_sequence(weights: Sequence[tuple[str, int]]) -> list[str]:
     if not active:
         return []
     g = 0
-    for _, w in active:
+    for _name, w in active:
         g = gcd(g, w)
     reduced = [(n, w // g) for n, w in active]
-    total = sum(w for _, w in reduced)
-    current = {n: 0 for n, _ in reduced}
+    total = sum(w for _name, w in reduced)
+    current = {n: 0 for n, _weight in reduced}
     seq = []
-    for _ in range(total):
+    for _slot in range(total):
         for n, w in reduced:
             current[n] += w
         best = max(reduced, key=lambda item: current[item[0]])[0]

@@ -217,7 +217,7 @@ def plan_table(spec: TableSpec, kernel: KernelState, files: FileState,
         if table_id is None:
             after_routes[fam], after_rules[fam] = [], []
             if helper_prio is not None:
-                lines, _, after_rules[fam] = _plan_family(spec, fam, kernel, 0)
+                lines, _changes, after_rules[fam] = _plan_family(spec, fam, kernel, 0)
                 plan.batches[fam] = lines
             continue
         lines, after_routes[fam], after_rules[fam] = _plan_family(spec, fam, kernel, table_id)

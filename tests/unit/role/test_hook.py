@@ -128,7 +128,7 @@ def test_concurrent_events_end_in_the_last_state_per_uplink(router) -> None:
 
 
 def test_hook_main_refuses_and_logs_hostile_input(router, capsys) -> None:
-    paths, _ = router
+    paths = router[0]
     rc = cli_hook.main(lsm_argv("down", "isp1`id`"), paths=paths)
     assert rc == 2
     with open(paths.events) as fh:

@@ -35,7 +35,7 @@ def simulate_nth(rules, packets):
     """xt_statistic nth: a per-rule counter; rule matches when it wraps (every N-th packet seen)."""
     counters = [0] * len(rules)
     hits = []
-    for _ in range(packets):
+    for _packet in range(packets):
         for i, rule in enumerate(rules):
             parts = rule.split()
             if "--every" not in parts:
