@@ -30,6 +30,7 @@ def _out(text: str) -> None:
 def _err(text: str) -> None:
     sys.stderr.write(text + "\n")
 
+
 PARTS = ("sysctl", "routing", "main-default", "balance")
 DAEMON_LOG = "/var/log/netops-multihome/monitor.log"
 
