@@ -67,7 +67,7 @@ role-readme: setup
 # ---------------------------------------------------------------- docs, changelog, EE
 docs: setup
 	$(TIMED) for m in policy_route_table conntrack_balance; do \
-		out=$$($(BIN)/ansible-doc netops.multihome.$$m); \
+		out=$$(ANSIBLE_NOCOLOR=1 $(BIN)/ansible-doc netops.multihome.$$m); \
 		grep -q '^EXAMPLES:' <<<"$$out" || { echo "ansible-doc $$m: no EXAMPLES" >&2; exit 1; }; \
 		grep -q '^RETURN VALUES:' <<<"$$out" || { echo "ansible-doc $$m: no RETURN" >&2; exit 1; }; \
 		echo "ansible-doc netops.multihome.$$m: ok"; \
