@@ -9,10 +9,10 @@ Usage: doc_examples.py OUTDIR
 from __future__ import annotations
 
 import ast
-import textwrap
 import re
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 import yaml

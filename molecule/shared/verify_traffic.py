@@ -4,7 +4,7 @@ import sys
 import time
 
 sys.path.insert(0, "tests")
-from harness import Lab  # noqa: E402
+from harness import Lab
 
 lab = Lab(sys.argv[1])
 lab.up()
@@ -54,9 +54,11 @@ elif check == "failover":
         lab.restore_upstream("isp1")
         back = wait(lambda: isp1 in lab.flows("c1", 4, timeout=0.4), 10.0)
         assert back is not None, "isp1 did not come back"
-    stalled = [s for s in streams.reports if s["sources"] == [isp2] and (s.get("error") or s["max_gap"] >= 1.0)]
+    stalled = [s for s in streams.reports
+               if s["sources"] == [isp2] and (s.get("error") or s["max_gap"] >= 1.0)]
     assert not stalled, stalled
     print(f"failover {took:.2f}s failback {back:.2f}s")
-    wait(lambda: "state=up" in lab.run("r1", ["tail", "-n", "1", "/var/log/netops-multihome/events.log"]).stdout, 5)
+    last_event = ["tail", "-n", "1", "/var/log/netops-multihome/events.log"]
+    wait(lambda: "state=up" in lab.run("r1", last_event).stdout, 5)
 else:
     raise SystemExit(f"unknown check {check}")
