@@ -1,12 +1,14 @@
 """Traffic checks of the molecule scenarios, with real sockets in the lab's namespaces."""
 import collections
+import os
 import sys
 import time
 
 sys.path.insert(0, "tests")
 from harness import Lab
 
-lab = Lab(sys.argv[1])
+# The same topology as create, or up() would rebuild the lab.
+lab = Lab(sys.argv[1], os.environ.get("MH_TOPOLOGY", "default"))
 lab.up()
 check = sys.argv[2]
 
