@@ -8,11 +8,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 TOPOLOGY_DIR = Path(__file__).resolve().parent / "topologies"
 SERVER4 = ["203.0.113.10", "203.0.113.11", "203.0.113.12"]
 SERVER6 = ["2001:db8:ffff::10", "2001:db8:ffff::11", "2001:db8:ffff::12"]
+# Another site of the same organisation, behind inet but reached over a private link
+# (a VPN stand-in): what a router's "bypass" sends without NAT and without an ISP.
+SITE_NET4 = "203.0.113.128/25"
+SITE4 = "203.0.113.130"
 MAX_ISPS = 4
 
 
@@ -42,11 +46,21 @@ class Lan:
 
 
 @dataclass
+class SiteLink:
+    router: str
+    router_if: str  # on the router: site0; inet's end is named after the router
+    address4: str
+    gateway4: str  # inet's end
+    destinations4: str  # the site's prefix, routed over this link
+
+
+@dataclass
 class Router:
     name: str
     index: int
     uplinks: List[Uplink] = field(default_factory=list)
     lans: List[Lan] = field(default_factory=list)
+    site: Optional[SiteLink] = None
 
 
 @dataclass
@@ -136,6 +150,15 @@ def build_plan(name: str) -> Plan:
                     router6=[f"{p}1/64" for p in prefixes6],
                     client6=[f"{p}10/64" for p in prefixes6],
                 )
+            )
+        if rdef.get("site_link"):
+            base = 64 + 4 * (r - 1)
+            router.site = SiteLink(
+                router=rname,
+                router_if="site0",
+                address4=f"192.0.2.{base + 1}/30",
+                gateway4=f"192.0.2.{base + 2}",
+                destinations4=SITE_NET4,
             )
         routers[rname] = router
     return Plan(name, topo.get("description", ""), isps, routers)

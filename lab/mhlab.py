@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from addressing import SERVER4, SERVER6, Plan, build_plan
+from addressing import SERVER4, SERVER6, SITE4, Plan, build_plan
 
 LAB_DIR = Path(__file__).resolve().parent
 REQUIRED_TOOLS = ["ip", "nft", "nsenter", "unshare", "mount", "ssh-keygen", "ssh"]
@@ -179,6 +179,7 @@ def isp_ruleset(plan: Plan, isp: str) -> str:
         "table inet lab {",
         "  counter spoofed { }",
         "  chain faults { type filter hook forward priority -10; policy accept; }",
+        "  chain probes { type filter hook forward priority -20; policy accept; }",
         "  chain antispoof {",
         "    type filter hook forward priority 0; policy accept;",
     ]
@@ -248,6 +249,8 @@ def build(name: str, plan: Plan, slot: int) -> dict:
                 addr(n_c, "eth0", a)
             route(n_c, "default", "via", lan.router4.split("/")[0])
             route(n_c, "default", "via", lan.router6[0].split("/")[0])
+        if router.site:
+            site_link(name, router)
         host_if = f"{name}-m{router.index}"
         mgmt_host = f"{MGMT_BASE}.{slot}.{4 * (router.index - 1) + 1}"
         mgmt_router = f"{MGMT_BASE}.{slot}.{4 * (router.index - 1) + 2}"
@@ -268,6 +271,23 @@ def build(name: str, plan: Plan, slot: int) -> dict:
         start_router(name, rname, info["mgmt"], keyfile)
     start_server(name)
     return {"routers": routers_state, "nodes": nodes}
+
+
+def site_link(name: str, router) -> None:
+    """A private link from ROUTER to the other site in inet: no ISP, no NAT, no anti-spoofing."""
+    site, n_r, inet = router.site, ns(name, router.name), ns(name, "inet")
+    veth(n_r, site.router_if, inet, router.name)
+    addr(n_r, site.router_if, site.address4)
+    addr(inet, router.name, f"{site.gateway4}/30")
+    if not has_address(inet, SITE4):
+        addr(inet, "lo", f"{SITE4}/32")
+    route(n_r, site.destinations4, "via", site.gateway4, "dev", site.router_if)
+    for lan in router.lans:
+        route(inet, str(ip_interface(lan.router4).network), "via", site.address4.split("/")[0])
+
+
+def has_address(netns: str, address: str) -> bool:
+    return f" {address}/" in sh(["ip", "-n", netns, "-4", "addr", "show", "dev", "lo"])
 
 
 def upstream_routes(name: str, plan: Plan, isp_name: str) -> None:

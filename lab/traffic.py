@@ -2,12 +2,14 @@
 """Lab traffic: a server that tells each peer which source address it saw, and clients.
 
     traffic.py serve  --port 5001 --log FILE
-    traffic.py flows  --dst ADDR [--port 5001] [--n 100] [--proto tcp|udp] [--src ADDR]
+    traffic.py flows  --dst ADDR [--port 5001] [--n 100] [--proto tcp|udp] [--src ADDR]...
+                      [--parallel 1]
     traffic.py stream --dst ADDR [--count 4] [--duration 10] [--interval 0.05] [--proto tcp|udp]
 
 The server answers every TCP connection and every UDP datagram with the peer's address as
 it arrived (after any NAT on the way), so a client learns which uplink carried each flow.
-`flows` prints a JSON list, one entry per flow: the address seen, or "error:<reason>".
+`flows` prints a JSON list, one entry per flow: the address seen, or "error:<reason>";
+several --src addresses are used in turn, and --parallel opens that many flows at once.
 `stream` holds long-lived flows and prints, per flow, the sources seen, the longest gap
 between answers (a stall), and whether the flow was reset or broke.
 Standard library only; runs inside the lab's namespaces.
@@ -20,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional
 
 # ---------------------------------------------------------------- server
@@ -126,8 +129,13 @@ def one_flow(dst: str, port: int, proto: str, src: Optional[str], timeout: float
         s.close()
 
 
-def flows(dst: str, port: int, n: int, proto: str, src: Optional[str], timeout: float) -> List[str]:
-    return [one_flow(dst, port, proto, src, timeout) for _ in range(n)]
+def flows(dst: str, port: int, n: int, proto: str, srcs: List[str], timeout: float,
+          parallel: int = 1) -> List[str]:
+    jobs = [(dst, port, proto, srcs[i % len(srcs)] if srcs else None, timeout) for i in range(n)]
+    if parallel <= 1:
+        return [one_flow(*job) for job in jobs]
+    with ThreadPoolExecutor(parallel) as pool:
+        return list(pool.map(lambda job: one_flow(*job), jobs))
 
 
 class Stream:
@@ -228,11 +236,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         cp.add_argument("--dst", required=True)
         cp.add_argument("--port", type=int, default=5001)
         cp.add_argument("--proto", choices=["tcp", "udp"], default="tcp")
-        cp.add_argument("--src")
         if name == "flows":
+            cp.add_argument("--src", action="append", default=[])
             cp.add_argument("--n", type=int, default=10)
+            cp.add_argument("--parallel", type=int, default=1)
             cp.add_argument("--timeout", type=float, default=2.0)
         else:
+            cp.add_argument("--src")
             cp.add_argument("--count", type=int, default=4)
             cp.add_argument("--duration", type=float, default=10.0)
             cp.add_argument("--interval", type=float, default=0.05)
@@ -240,7 +250,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.cmd == "serve":
         Server(args.port, args.log, args.udp_addr).serve_forever()
     elif args.cmd == "flows":
-        print(json.dumps(flows(args.dst, args.port, args.n, args.proto, args.src, args.timeout)))
+        print(json.dumps(flows(args.dst, args.port, args.n, args.proto, args.src, args.timeout,
+                               args.parallel)))
     else:
         print(json.dumps({"streams": stream(args.dst, args.port, args.count, args.duration,
                                              args.interval, args.proto, args.src)}))

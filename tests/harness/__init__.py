@@ -12,7 +12,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 ROOT = Path(__file__).resolve().parents[2]
 MHLAB = ROOT / "lab" / "mhlab.py"
@@ -96,17 +96,38 @@ class Lab:
 
     # ------------------------------------------------------------ traffic
     def flows(self, client: str, n: int, proto: str = "tcp", family: int = 4,
-              dst: Optional[str] = None, src: Optional[str] = None,
-              timeout: float = 2.0) -> List[str]:
+              dst: Optional[str] = None, src: Union[str, Sequence[str], None] = None,
+              timeout: float = 2.0, port: int = PORT, parallel: int = 1) -> List[str]:
         """Open N new flows from CLIENT; per flow, the source address the server saw
-        (or "error:<reason>")."""
+        (or "error:<reason>"). Several SRC addresses are used in turn; PARALLEL flows
+        are open at once (SYN-loss tests need that to finish in seconds)."""
         dst = dst or (SERVER4 if family == 4 else SERVER6)
-        cmd = [sys.executable, str(TRAFFIC), "flows", "--dst", dst, "--port", str(PORT),
-               "--n", str(n), "--proto", proto, "--timeout", str(timeout)]
-        if src:
-            cmd += ["--src", src]
-        out = self.run(client, cmd, timeout=60 + n * timeout).stdout
+        cmd = [sys.executable, str(TRAFFIC), "flows", "--dst", dst, "--port", str(port),
+               "--n", str(n), "--proto", proto, "--timeout", str(timeout),
+               "--parallel", str(parallel)]
+        for address in [src] if isinstance(src, str) else (src or []):
+            cmd += ["--src", address]
+        out = self.run(client, cmd, timeout=60 + n * timeout / max(1, parallel)).stdout
         return json.loads(out)
+
+    @contextmanager
+    def serve(self, node: str, port: int) -> Iterator[None]:
+        """Run the traffic server in NODE on PORT while the body runs (LAN hosts and routers
+        have none of their own)."""
+        cmd = [sys.executable, str(TRAFFIC), "serve", "--port", str(port),
+               "--log", str(self.dir / f"flows-{node}-{port}.log")]
+        proc = subprocess.Popen(self.argv(node, cmd), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 10
+            while f":{port} " not in self.run(node, ["ss", "-Hltn"]).stdout:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"traffic server in {node} did not start on port {port}")
+                time.sleep(0.05)
+            yield
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
 
     @contextmanager
     def stream(self, client: str, count: int = 4, duration: float = 10.0, proto: str = "tcp",
@@ -163,6 +184,26 @@ class Lab:
 
     def isp_clear_faults(self, isp: str) -> None:
         self.run(isp, ["nft", "flush", "chain", "inet", "lab", "faults"])
+
+    def isp_dropped(self, isp: str) -> int:
+        """Packets the fault set by `isp_drop` has dropped so far at ISP."""
+        return self._chain_packets(isp, "faults")
+
+    def isp_probe(self, isp: str, match: str) -> None:
+        """Count, at ISP, the forwarded packets matching an nft expression (see `isp_probed`)."""
+        self.run(isp, ["nft", f"add rule inet lab probes {match} counter"])
+
+    def isp_probed(self, isp: str) -> int:
+        return self._chain_packets(isp, "probes")
+
+    def isp_clear_probes(self, isp: str) -> None:
+        self.run(isp, ["nft", "flush", "chain", "inet", "lab", "probes"])
+
+    def _chain_packets(self, isp: str, chain: str) -> int:
+        out = self.run(isp, ["nft", "-j", "list", "chain", "inet", "lab", chain]).stdout
+        return sum(int(expr["counter"]["packets"])
+                   for item in json.loads(out)["nftables"] if "rule" in item
+                   for expr in item["rule"]["expr"] if "counter" in expr)
 
     def spoofed(self, isp: str) -> int:
         """Packets ISP dropped because a customer sent them from an address not its own."""

@@ -1,102 +1,218 @@
-"""conntrack_balance on a real kernel: ctb-* namespaces, real TCP flows, both backends.
+"""conntrack_balance on a real kernel: the lab's three_isp router r1, real flows, both backends.
 
-The server answers every connection with the source address it saw, so each flow's
-uplink is read from what actually crossed the ISPs (198.51.100.2/.6/.10 = isp1/2/3).
+The lab's server answers every connection with the source address it saw, so each flow's
+uplink is read from what actually crossed the ISPs (198.51.100.2/.6/.10 = isp1/2/3), and
+the ISPs' anti-spoofing counters show any packet that left with someone else's address.
+The per-uplink routing tables come from the real policy_route_table module.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from collections import Counter
+from pathlib import Path
+from typing import Optional, Sequence
 
 import pytest
+from ansible_collections.netops.multihome.plugins.module_utils.engine import balance
+from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
+from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult, Runner
+from harness import Lab
 
-sys.path.insert(0, os.path.dirname(__file__))
-import ctb_helpers as h
-from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (
-    ValidationError,
-)
-
+LAB_TOPOLOGY = "three_isp"
 BACKENDS = ["nftables", "iptables"]
+ISPS = ["isp1", "isp2", "isp3"]
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTIONS = ROOT / ".build" / "collections"
+ANSIBLE_BIN = Path(sys.executable).parent
+PINNED4 = "203.0.113.11"  # one of inet's server addresses, pinned to isp3
+SITE4 = "203.0.113.130"  # the other site, behind r1's private site link
+ROUTER_PORT = 5003
+C1, C2 = "192.168.1.10", "192.168.2.10"
+C1_ULA = "fd00:0:1:1::10"
+C1_GUA = {1: "2001:db8:101:1::10", 2: "2001:db8:201:1::10"}
+NPT_OUT = {1: "2001:db8:101:ff::/64", 2: "2001:db8:201:ff::/64"}
+# extra client addresses, so source_hash has sixteen clients to spread
+HASH_SOURCES = {f"c{n}": [f"192.168.{n}.{20 + i}" for i in range(8)] for n in (1, 2)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def topology():
-    if not h.is_root():
-        pytest.fail("these tests need root (network namespaces)")
-    h.up()
-    yield
-    h.down()
+class LabRunner(Runner):
+    """The engine's runner, but every command runs inside the lab router."""
+
+    def __init__(self, lab: Lab, node: str = "r1") -> None:
+        self.lab, self.node = lab, node
+
+    def run(self, argv: Sequence[str], stdin: Optional[str] = None, check: bool = True) -> CmdResult:
+        return super().run(self.lab.argv(self.node, argv), stdin=stdin, check=check)
+
+
+def uplink_tables(lab: Lab) -> list:
+    """What the role passes to policy_route_table for each uplink: a default route per family
+    and the fwmark rule, plus the main-table suppress rule so connected routes win."""
+    tables = []
+    for k, isp in enumerate(ISPS, start=1):
+        up = lab.uplink(isp)
+        tables.append({
+            "name": isp,
+            "id": 100 + k,
+            "routes": [
+                {"dest": "default", "gateway": up["gateway4"], "dev": up["router_if"]},
+                {"dest": "default", "gateway": up["gateway6"], "dev": up["router_if"]},
+            ],
+            "rules": [{"priority": 1000 + k, "fwmark": f"0x{k}00", "fwmask": "0xff00"}],
+            "main_suppress_default": {"priority": 999},
+        })
+    return tables
+
+
+def playbook(lab: Lab, tmp: Path, tasks: list, extra: Sequence[str] = ()) -> None:
+    """ansible-playbook inside r1 (its own /etc), as an administrator would run it there."""
+    play = tmp / "play.yml"
+    play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    lab.run("r1", ["env", f"ANSIBLE_COLLECTIONS_PATH={COLLECTIONS}", "ANSIBLE_NOCOLOR=1",
+                   str(ANSIBLE_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                   "-e", "ansible_python_interpreter=/usr/bin/python3", *extra, str(play)])
+
+
+@pytest.fixture(scope="module")
+def router(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    tmp = tmp_path_factory.mktemp("ctb")
+    playbook(lab, tmp, [{"netops.multihome.policy_route_table": "{{ item }}", "loop": uplink_tables(lab)}])
+    lab.run("r1", ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
+                   "net.ipv4.conf.all.rp_filter=2", "net.ipv4.conf.all.src_valid_mark=1"])
+    for client, sources in HASH_SOURCES.items():
+        for address in sources:
+            lab.run(client, ["ip", "addr", "add", f"{address}/24", "dev", "eth0"])
+        lab.run(client, ["sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 60999"])
+    return lab
 
 
 @pytest.fixture(autouse=True)
-def clean_state():
-    h.syn_loss(False)
-    h.flush_conntrack()
+def clean_state(router: Lab):
+    for isp in ISPS:
+        router.isp_clear_faults(isp)
+        router.isp_clear_probes(isp)
+    flush_conntrack(router)
     yield
     for backend in BACKENDS:
-        h.apply({"state": "absent", "backend": backend})
+        apply(router, {"state": "absent", "backend": backend})
 
 
-def uplinks(seen):
-    return Counter(h.ISP_OF.get(s, s) for s in seen)
+def apply(lab: Lab, params: dict, states: Optional[dict] = None, check: bool = False) -> dict:
+    return balance.apply_policy(params, LabRunner(lab), check=check, states=states)
 
 
-def rotation_start(backend: str, mode: str, **extra) -> dict:
-    """Apply and return the params (fresh apply resets the round-robin counter)."""
-    params = h.base_params(backend, mode, **extra)
-    h.apply({"state": "absent", "backend": backend})
-    h.apply(params)
+def flush_conntrack(lab: Lab) -> None:
+    lab.run("r1", ["conntrack", "-F"], check=False)
+
+
+def wan4(lab: Lab) -> dict:
+    return {k: lab.uplink_address(isp) for k, isp in enumerate(ISPS, start=1)}
+
+
+def uplinks(lab: Lab, seen: Sequence[str]) -> Counter:
+    isp_of = {lab.uplink_address(isp): isp for isp in ISPS}
+    return Counter(isp_of.get(s, s) for s in seen)
+
+
+def spoofed_total(lab: Lab) -> int:
+    return sum(lab.spoofed(isp) for isp in ISPS)
+
+
+def base_params(lab: Lab, backend: str, mode: str = "round_robin", **extra) -> dict:
+    params = {
+        "backend": backend,
+        "mode": mode,
+        "mark_mask": "0xff00",
+        "uplinks": [
+            {
+                "name": "isp1",
+                "interface": "wan1",
+                "mark": "0x100",
+                "weight": 2,
+                "nat": "snat",
+                "snat_address": wan4(lab)[1],
+                "source_prefixes": ["2001:db8:101:1::/64"],
+                "nptv6": [{"inside": "fd00:0:1:1::/64", "outside": NPT_OUT[1]}],
+            },
+            {
+                "name": "isp2",
+                "interface": "wan2",
+                "mark": "0x200",
+                "weight": 1,
+                "source_prefixes": ["2001:db8:201:1::/64"],
+                "nptv6": [{"inside": "fd00:0:1:1::/64", "outside": NPT_OUT[2]}],
+            },
+            {"name": "isp3", "interface": "wan3", "mark": "0x300", "weight": 1},
+        ],
+        "lans": [
+            {
+                "name": "lan1",
+                "interfaces": ["lan1"],
+                "prefixes": ["192.168.1.0/24", "fd00:0:1:1::/64",
+                             "2001:db8:101:1::/64", "2001:db8:201:1::/64"],
+            },
+            {"name": "lan2", "interfaces": ["lan2"], "prefixes": ["192.168.2.0/24", "fd00:0:1:2::/64"]},
+        ],
+        "pins": [{"uplink": "isp3", "destinations": [PINNED4 + "/32"]}],
+        "bypass": ["203.0.113.128/25"],
+    }
+    params.update(extra)
+    return params
+
+
+def rotation_start(lab: Lab, backend: str, mode: str, **extra) -> dict:
+    """Apply and return the params (a fresh apply resets the round-robin counter)."""
+    params = base_params(lab, backend, mode, **extra)
+    apply(lab, {"state": "absent", "backend": backend})
+    apply(lab, params)
     return params
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_reapply_is_noop_and_check_mode_changes_nothing(backend):
-    params = h.base_params(backend)
-    first = h.apply(params)
+def test_reapply_is_noop_and_check_mode_changes_nothing(router: Lab, backend: str) -> None:
+    params = base_params(router, backend)
+    first = apply(router, params)
     assert first["changed"] and first["commands"]
-    again = h.apply(params)
+    again = apply(router, params)
     assert again == {**again, "changed": False, "commands": [], "changes": []}
     assert again["before"] == again["after"] == first["after"]
 
-    checked = h.apply(params, states={"isp2": "down"}, check=True)
+    checked = apply(router, params, states={"isp2": "down"}, check=True)
     assert checked["changed"]
-    assert h.apply(params)["changed"] is False  # check mode left the kernel alone
-    small = h.apply(params, states={"isp2": "down"})
+    assert apply(router, params)["changed"] is False  # check mode left the kernel alone
+    small = apply(router, params, states={"isp2": "down"})
     # the failover change touches only the choice (and pins), never the restore rules
     assert all(("choose" in c.lower() or "pins" in c.lower()) for c in small["changes"]), small["changes"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_round_robin_is_exact_2_1_1_over_3000_flows_from_two_lans(backend):
-    rotation_start(backend, "round_robin")
-    seen = h.flows("c1", h.SERVER4, 1500) + h.flows("c2", h.SERVER4, 1500)
-    assert uplinks(seen) == {"isp1": 1500, "isp2": 750, "isp3": 750}
+def test_round_robin_is_exact_2_1_1_over_3000_flows_from_two_lans(router: Lab, backend: str) -> None:
+    rotation_start(router, backend, "round_robin")
+    seen = router.flows("c1", 1500) + router.flows("c2", 1500)
+    assert uplinks(router, seen) == {"isp1": 1500, "isp2": 750, "isp3": 750}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_random_is_within_2pp_of_2_1_1(backend):
-    rotation_start(backend, "random")
-    seen = h.flows("c1", h.SERVER4, 3000) + h.flows("c2", h.SERVER4, 3000)
-    counts = uplinks(seen)
-    assert None not in seen and sum(counts.values()) == 6000
+def test_random_is_within_2pp_of_2_1_1(router: Lab, backend: str) -> None:
+    rotation_start(router, backend, "random")
+    seen = router.flows("c1", 3000) + router.flows("c2", 3000)
+    counts = uplinks(router, seen)
+    assert sum(counts[isp] for isp in ISPS) == 6000, counts
     for isp, target in (("isp1", 0.50), ("isp2", 0.25), ("isp3", 0.25)):
         assert abs(counts[isp] / 6000 - target) < 0.02, counts
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_source_hash_keeps_each_client_on_one_uplink(backend):
-    params = rotation_start(backend, "source_hash")
-    clients = {c: [f"192.168.{k}.{20 + i}" for i in range(8)] for k, c in ((1, "c1"), (2, "c2"))}
+def test_source_hash_keeps_each_client_on_one_uplink(router: Lab, backend: str) -> None:
+    params = rotation_start(router, backend, "source_hash")
 
-    def by_client():
-        out = {}
-        for client, sources in clients.items():
-            seen = h.flows(client, h.SERVER4, 8 * 6, sources=sources)
+    def by_client() -> dict:
+        out: dict = {}
+        for client, sources in HASH_SOURCES.items():
+            seen = router.flows(client, 8 * 6, src=sources)
             for i, src in enumerate(seen):
                 out.setdefault(sources[i % 8], set()).add(src)
         return out
@@ -104,56 +220,62 @@ def test_source_hash_keeps_each_client_on_one_uplink(backend):
     before = by_client()
     assert all(len(s) == 1 for s in before.values()), before
     assert len({next(iter(s)) for s in before.values()}) >= 2  # the clients do spread
-    h.apply(params, states={"isp2": "down"})
-    h.flush_conntrack()
+    apply(router, params, states={"isp2": "down"})
+    flush_conntrack(router)
     after = by_client()
+    isp2 = {wan4(router)[2]}
     for src, ups in before.items():
         assert len(after[src]) == 1
-        if ups != {h.WAN4[2]}:
+        if ups != isp2:
             assert after[src] == ups, (src, ups, after[src])  # clients of live uplinks never move
         else:
-            assert after[src] != {h.WAN4[2]}
+            assert after[src] != isp2
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_long_flow_keeps_its_uplink_while_the_choice_changes(backend):
-    params = rotation_start(backend, "round_robin")
-    start = {k: h.counter(f"isp{k}", "longflow") for k in (1, 2, 3)}
-    proc = h.long_flow("c1", h.SERVER4, messages=60, interval=0.02)
-    time.sleep(0.3)
-    h.flows("c1", h.SERVER4, 200)
-    h.apply(params, states={"isp3": "down"})
-    h.flows("c2", h.SERVER4, 200)
-    h.apply(params, states={"isp1": "down"})
-    h.flows("c2", h.SERVER4, 200)
-    out = json.loads(proc.stdout.read())
-    proc.wait(timeout=60)
-    assert out["ok"] == 60 and len(out["seen"]) == 1
-    used = [k for k in (1, 2, 3) if h.counter(f"isp{k}", "longflow") > start[k]]
-    assert len(used) == 1 and h.WAN4[used[0]] == out["seen"][0]
+def test_long_flow_keeps_its_uplink_while_the_choice_changes(router: Lab, backend: str) -> None:
+    params = rotation_start(router, backend, "round_robin")
+    spoofed = spoofed_total(router)
+    with router.stream("c1", count=1, duration=2.5, interval=0.02) as stream:
+        port = stream.local_ports[0]
+        for isp in ISPS:
+            router.isp_probe(isp, f'iifname "r1" tcp sport {port} tcp dport 5001')
+        router.flows("c1", 200)
+        apply(router, params, states={"isp3": "down"})
+        router.flows("c2", 200)
+        apply(router, params, states={"isp1": "down"})
+        router.flows("c2", 200)
+    report = stream.reports[0]
+    assert report["error"] is None and report["sent"] >= 60 and report["answered"] == report["sent"], report
+    assert len(report["sources"]) == 1
+    used = [k for k, isp in enumerate(ISPS, start=1) if router.isp_probed(isp) > 0]
+    assert len(used) == 1 and wan4(router)[used[0]] == report["sources"][0]
+    assert spoofed_total(router) == spoofed
 
 
-def _syn_loss_run():
-    h.syn_loss(True)
-    spoofed = h.spoofed_total()
-    lost = sum(h.counter(f"isp{k}", "synloss") for k in (1, 2, 3))
-    seen = h.flows("c1", h.SERVER4, 60, parallel=60, timeout=8)
-    lost = sum(h.counter(f"isp{k}", "synloss") for k in (1, 2, 3)) - lost
-    h.syn_loss(False)
-    return h.spoofed_total() - spoofed, lost, seen
+def _syn_loss_run(lab: Lab) -> tuple:
+    for isp in ISPS:
+        lab.isp_drop(isp, 50, syn_only=True)
+    spoofed = spoofed_total(lab)
+    seen = lab.flows("c1", 60, parallel=60, timeout=8)
+    lost = sum(lab.isp_dropped(isp) for isp in ISPS)
+    for isp in ISPS:
+        lab.isp_clear_faults(isp)
+    return spoofed_total(lab) - spoofed, lost, seen
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_retransmitted_syn_keeps_its_uplink_no_spoofed_drops(backend):
-    rotation_start(backend, "round_robin")
-    spoofed, lost, seen = _syn_loss_run()
+def test_retransmitted_syn_keeps_its_uplink_no_spoofed_drops(router: Lab, backend: str) -> None:
+    rotation_start(router, backend, "round_robin")
+    spoofed, lost, seen = _syn_loss_run(router)
     assert lost >= 10  # plenty of SYNs were retransmitted
     assert spoofed == 0
-    assert sum(1 for s in seen if s) >= 50
+    assert sum(1 for s in seen if not s.startswith("error:")) >= 50
 
 
-def test_reference_article_rules_leak_retransmitted_syns_as_spoofed():
+def test_reference_article_rules_leak_retransmitted_syns_as_spoofed(router: Lab) -> None:
     """The article's approach (re-choose on every ctstate NEW packet) that the module must beat."""
+    wan = wan4(router)
     cmds = [
         "-t mangle -N MARK-ISP1",
         "-t mangle -A MARK-ISP1 -j MARK --set-mark 0x100",
@@ -164,158 +286,179 @@ def test_reference_article_rules_leak_retransmitted_syns_as_spoofed():
         "-t mangle -A PREROUTING -i lan1 -m conntrack --ctstate ESTABLISHED,RELATED -j CONNMARK --restore-mark",  # noqa: E501
         "-t mangle -A PREROUTING -i lan1 -m conntrack --ctstate NEW -m statistic --mode nth --every 2 --packet 0 -j MARK-ISP1",  # noqa: E501
         "-t mangle -A PREROUTING -i lan1 -m conntrack --ctstate NEW -m statistic --mode nth --every 2 --packet 1 -j MARK-ISP2",  # noqa: E501
-        f"-t nat -A POSTROUTING -o wan1 -j SNAT --to-source {h.WAN4[1]}",
-        f"-t nat -A POSTROUTING -o wan2 -j SNAT --to-source {h.WAN4[2]}",
+        f"-t nat -A POSTROUTING -o wan1 -j SNAT --to-source {wan[1]}",
+        f"-t nat -A POSTROUTING -o wan2 -j SNAT --to-source {wan[2]}",
     ]
     for c in cmds:
-        h.sh("r", "iptables", *c.split())
+        router.run("r1", ["iptables", *c.split()])
     try:
-        spoofed, lost, _ = _syn_loss_run()
+        spoofed, lost, _ = _syn_loss_run(router)
     finally:
         for table in ("mangle", "nat"):
-            h.sh("r", "iptables", "-t", table, "-F")
-        h.sh("r", "iptables", "-t", "mangle", "-X")
+            router.run("r1", ["iptables", "-t", table, "-F"])
+        router.run("r1", ["iptables", "-t", "mangle", "-X"])
     assert lost >= 10
     assert spoofed > 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_lan_to_lan_pins_and_bypass(backend):
-    params = rotation_start(backend, "round_robin")
-    assert h.flows("c1", h.C2, 5) == [h.C1] * 5  # LAN to LAN: not NATed
-    assert h.flows("c2", "192.168.1.10", 5) == [h.C2] * 5
-    assert uplinks(h.flows("c1", h.PINNED4, 12)) == {"isp3": 12}  # pinned destination
-    assert h.flows("c1", h.SITE4, 5) == [h.C1] * 5  # bypass: main table via the site link, no NAT
-    h.apply(params, states={"isp3": "down"})
-    assert uplinks(h.flows("c1", h.PINNED4, 12)) == {"isp1": 8, "isp2": 4}  # pin follows the choice
+def test_lan_to_lan_pins_and_bypass(router: Lab, backend: str) -> None:
+    params = rotation_start(router, backend, "round_robin")
+    with router.serve("c1", 5001), router.serve("c2", 5001):
+        assert router.flows("c1", 5, dst=C2) == [C1] * 5  # LAN to LAN: not NATed
+        assert router.flows("c2", 5, dst=C1) == [C2] * 5
+    assert uplinks(router, router.flows("c1", 12, dst=PINNED4)) == {"isp3": 12}  # pinned destination
+    # bypass: main table via the site link, not NATed (an ISP would have dropped it as spoofed)
+    assert router.flows("c1", 5, dst=SITE4) == [C1] * 5
+    apply(router, params, states={"isp3": "down"})
+    assert uplinks(router, router.flows("c1", 12, dst=PINNED4)) == {"isp1": 8, "isp2": 4}  # pin follows
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_tiers_and_down_uplinks_get_no_new_flows(backend):
-    extra = h.base_params(backend)["uplinks"]
+def test_tiers_and_down_uplinks_get_no_new_flows(router: Lab, backend: str) -> None:
+    extra = base_params(router, backend)["uplinks"]
     extra[2]["tier"] = 2
-    params = rotation_start(backend, "round_robin", uplinks=extra)
-    assert uplinks(h.flows("c1", h.SERVER4, 300)) == {"isp1": 200, "isp2": 100}
-    h.apply(params, states={"isp2": "down"})
-    assert uplinks(h.flows("c2", h.SERVER4, 100)) == {"isp1": 100}
-    h.apply(params, states={"isp1": "down", "isp2": "down"})
-    assert uplinks(h.flows("c1", h.SERVER4, 100)) == {"isp3": 100}
-    h.apply(params, states={"isp1": "up", "isp2": "up"})
-    assert uplinks(h.flows("c1", h.SERVER4, 30)) == {"isp1": 20, "isp2": 10}
+    params = rotation_start(router, backend, "round_robin", uplinks=extra)
+    assert uplinks(router, router.flows("c1", 300)) == {"isp1": 200, "isp2": 100}
+    apply(router, params, states={"isp2": "down"})
+    assert uplinks(router, router.flows("c2", 100)) == {"isp1": 100}
+    apply(router, params, states={"isp1": "down", "isp2": "down"})
+    assert uplinks(router, router.flows("c1", 100)) == {"isp3": 100}
+    apply(router, params, states={"isp1": "up", "isp2": "up"})
+    assert uplinks(router, router.flows("c1", 30)) == {"isp1": 20, "isp2": 10}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_inbound_connection_to_uplink2_is_answered_via_uplink2(backend):
-    spoofed = h.spoofed_total()
-    # reference: without the module the router answers via its main default (isp1) and isp1 drops it
-    assert h.flows("inet", h.WAN4[2], 2, port=h.ROUTER_PORT, timeout=1.5) == [None, None]
-    assert h.spoofed_total() > spoofed
-    h.apply(h.base_params(backend))
-    spoofed = h.spoofed_total()
-    assert h.flows("inet", h.WAN4[2], 10, port=h.ROUTER_PORT) == ["10.255.2.2"] * 10
-    assert h.spoofed_total() == spoofed
+def test_inbound_connection_to_uplink2_is_answered_via_uplink2(router: Lab, backend: str) -> None:
+    wan2 = wan4(router)[2]
+    inet_side = router.plan["isps"]["isp2"]["inet4"].split("/")[0]
+    with router.serve("r1", ROUTER_PORT):
+        spoofed = spoofed_total(router)
+        # reference: without the module r1 answers via its main default (isp1), which drops it
+        seen = router.flows("inet", 2, dst=wan2, port=ROUTER_PORT, timeout=1.5)
+        assert seen == ["error:timeout"] * 2
+        assert spoofed_total(router) > spoofed
+        apply(router, base_params(router, backend))
+        spoofed = spoofed_total(router)
+        assert router.flows("inet", 10, dst=wan2, port=ROUTER_PORT) == [inet_side] * 10
+        assert spoofed_total(router) == spoofed
+
+
+ADMIN_NFT = """table inet admin {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		tcp dport 9999 counter packets 0 bytes 0 drop
+		ip saddr 192.0.2.0/24 meta mark set meta mark & 0xffffff00 | 0x00000007
+	}
+}
+"""
+ADMIN_IPTABLES = [
+    ["iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9998", "-j", "DROP"],
+    ["iptables", "-t", "mangle", "-A", "PREROUTING", "-i", "lan2", "-p", "udp", "--dport", "9997",
+     "-j", "MARK", "--set-xmark", "0x1/0xff"],
+    ["iptables", "-t", "mangle", "-N", "ADMIN_MARKS"],
+    ["iptables", "-t", "mangle", "-A", "ADMIN_MARKS", "-j", "CONNMARK", "--save-mark",
+     "--nfmask", "0xff", "--ctmask", "0xff"],
+    ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "site0", "-p", "udp", "-j", "MASQUERADE"],
+    ["ip6tables", "-A", "FORWARD", "-p", "tcp", "--dport", "9996", "-j", "REJECT"],
+]
+
+
+def foreign_snapshot(lab: Lab) -> str:
+    """Everything the administrator owns on the router, as text."""
+    parts = [lab.run("r1", ["nft", "list", "table", "inet", "admin"]).stdout]
+    for tool in ("iptables-save", "ip6tables-save"):
+        for table in ("filter", "mangle", "nat"):
+            text = lab.run("r1", [tool, "-t", table]).stdout
+            ours = [ln for ln in text.splitlines() if not ln.startswith("#") and "MH_" not in ln]
+            parts.append("\n".join(ours))
+    return "\n".join(parts)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_foreign_rules_are_identical_before_and_after(backend):
-    h.install_foreign()
+def test_foreign_rules_are_identical_before_and_after(router: Lab, backend: str) -> None:
+    router.run("r1", ["nft", "-f", "-"], stdin=ADMIN_NFT)
+    for argv in ADMIN_IPTABLES:
+        router.run("r1", argv)
     try:
-        before = h.foreign_snapshot()
-        params = h.base_params(backend)
+        before = foreign_snapshot(router)
+        params = base_params(router, backend)
         for step in (
-            lambda: h.apply(params),
-            lambda: h.apply(params),
-            lambda: h.apply(params, states={"isp1": "down"}),
-            lambda: h.apply(h.base_params(backend, "source_hash")),
-            lambda: h.apply({"state": "absent", "backend": backend}),
+            lambda: apply(router, params),
+            lambda: apply(router, params),
+            lambda: apply(router, params, states={"isp1": "down"}),
+            lambda: apply(router, base_params(router, backend, "source_hash")),
+            lambda: apply(router, {"state": "absent", "backend": backend}),
         ):
             step()
-            assert h.foreign_snapshot() == before
+            assert foreign_snapshot(router) == before
     finally:
-        h.sh("r", "nft", "delete", "table", "inet", "admin")
+        router.run("r1", ["nft", "delete", "table", "inet", "admin"])
         for tool in ("iptables", "ip6tables"):
             for table in ("filter", "mangle", "nat"):
-                h.sh("r", tool, "-t", table, "-F")
-                h.sh("r", tool, "-t", table, "-X")
+                router.run("r1", [tool, "-t", table, "-F"])
+                router.run("r1", [tool, "-t", table, "-X"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_ipv6_source_prefixes_unchanged_and_nptv6_balanced(backend):
-    ups = h.base_params(backend)["uplinks"]
+def test_ipv6_source_prefixes_unchanged_and_nptv6_balanced(router: Lab, backend: str) -> None:
+    ups = base_params(router, backend)["uplinks"]
     ups[2]["weight"] = 0  # isp3 has no IPv6 translation: keep it out of the choice here
-    rotation_start(backend, "round_robin", uplinks=ups)
-    spoofed = h.spoofed_total()
-    native = h.flows("c1", h.SERVER6, 40, sources=[h.C1_GUA[1], h.C1_GUA[2]])
-    assert native == [h.C1_GUA[1], h.C1_GUA[2]] * 20  # no NAT, each prefix via its own ISP
-    translated = h.flows("c1", h.SERVER6, 30, sources=[h.C1_ULA])
+    rotation_start(router, backend, "round_robin", uplinks=ups)
+    spoofed = spoofed_total(router)
+    native = router.flows("c1", 40, family=6, src=[C1_GUA[1], C1_GUA[2]])
+    assert native == [C1_GUA[1], C1_GUA[2]] * 20  # no NAT, each prefix via its own ISP
+    translated = router.flows("c1", 30, family=6, src=C1_ULA)
     assert Counter(translated) == {"2001:db8:101:ff::10": 20, "2001:db8:201:ff::10": 10}
-    assert h.spoofed_total() == spoofed
-    # inbound to the translated address reaches the LAN host and is answered
-    assert h.flows("inet", "2001:db8:201:ff::10", 3) == ["fd99:2::2"] * 3  # inet's isp2-side address
+    assert spoofed_total(router) == spoofed
+    # inbound to the translated address reaches the LAN host and is answered via isp2
+    inet_side = router.plan["isps"]["isp2"]["inet6"].split("/")[0]
+    with router.serve("c1", 5001):
+        assert router.flows("inet", 3, dst="2001:db8:201:ff::10") == [inet_side] * 3
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_bad_input_fails_before_any_change(backend):
-    h.apply(h.base_params(backend))
-    listing = h.sh("r", "nft", "list", "ruleset")
-    bad = h.base_params(backend)
+def test_bad_input_fails_before_any_change(router: Lab, backend: str) -> None:
+    apply(router, base_params(router, backend))
+    listing = router.run("r1", ["nft", "list", "ruleset"]).stdout
+    saved = router.run("r1", ["iptables-save"]).stdout
+    bad = base_params(router, backend)
     bad["uplinks"][1]["interface"] = "wan9"
     with pytest.raises(ValidationError, match=r"uplinks\[1\]\.interface: invalid value 'wan9'"):
-        h.apply(bad)
-    bad = h.base_params(backend)
+        apply(router, bad)
+    bad = base_params(router, backend)
     bad["uplinks"][2]["mark"] = "0x10000"
     with pytest.raises(ValidationError, match=r"uplinks\[2\]\.mark.*inside mark_mask 0xff00"):
-        h.apply(bad)
-    assert h.sh("r", "nft", "list", "ruleset") == listing
+        apply(router, bad)
+    assert router.run("r1", ["nft", "list", "ruleset"]).stdout == listing
+    assert _without_counters(router.run("r1", ["iptables-save"]).stdout) == _without_counters(saved)
 
 
-def test_module_check_diff_apply_and_reapply(tmp_path):
-    """The real module through ansible-playbook inside the router namespace."""
-    params = h.base_params("nftables")
-    play = [
-        {
-            "hosts": "localhost",
-            "gather_facts": False,
-            "tasks": [
-                {"netops.multihome.conntrack_balance": params, "register": "r", "check_mode": "{{ chk }}"},
-                {
-                    "copy": {"content": "{{ r | to_json }}", "dest": str(tmp_path / "out-{{ run }}.json")},
-                    "check_mode": False,
-                },
-            ],
-        }
-    ]
-    (tmp_path / "play.yml").write_text(json.dumps(play))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(h.COLLECTIONS), ANSIBLE_NOCOLOR="1")
-    results = {}
-    for run, chk in (("check", "true"), ("apply", "false"), ("again", "false")):
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                h.ns("r"),
-                os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-                "-i",
-                "localhost,",
-                "-c",
-                "local",
-                "-e",
-                "ansible_python_interpreter=/usr/bin/python3",
-                "-e",
-                f"chk={chk}",
-                "-e",
-                f"run={run}",
-                "--diff",
-                str(tmp_path / "play.yml"),
-            ],
-            check=True,
-            capture_output=True,
-            env=env,
-            timeout=120,
-        )
-        results[run] = json.loads((tmp_path / f"out-{run}.json").read_text())
+def _without_counters(save: str) -> str:
+    return "\n".join(ln for ln in save.splitlines() if not ln.startswith(("#", ":")))
+
+
+def test_module_check_diff_apply_and_reapply(router: Lab, tmp_path: Path) -> None:
+    """The real module through ansible-playbook inside r1: check, apply, re-apply in one play."""
+    params = base_params(router, "nftables")
+    tasks = [{"netops.multihome.conntrack_balance": params, "register": run, "check_mode": run == "check",
+              "diff": True} for run in ("check", "apply", "again")]
+    tasks.append({"copy": {"content": "{{ {'check': check, 'apply': apply, 'again': again} | to_json }}",
+                           "dest": str(tmp_path / "out.json")}})
+    playbook(router, tmp_path, tasks)
+    results = json.loads((tmp_path / "out.json").read_text())
     assert results["check"]["changed"] and results["check"]["diff"]["before"] == ""
     assert "table inet netops_multihome" in results["check"]["diff"]["after"]
     assert results["apply"]["changed"] and results["apply"]["ruleset"] == results["check"]["ruleset"]
     assert results["again"]["changed"] is False and results["again"]["commands"] == []
+
+
+def test_uplink_tables_come_from_policy_route_table(router: Lab) -> None:
+    """The balancing above relies on these: one table per uplink, built by the module."""
+    rules = router.run("r1", ["ip", "rule", "show"]).stdout
+    assert "999:\tfrom all lookup main suppress_prefixlength 0" in rules
+    for k, isp in enumerate(ISPS, start=1):
+        assert f"{1000 + k}:\tfrom all fwmark 0x{k}00/0xff00 lookup {isp}" in rules
+        conf = router.run("r1", ["cat", f"/etc/iproute2/rt_tables.d/{isp}.conf"]).stdout
+        assert conf.endswith(f"{100 + k}\t{isp}\n")
+        assert not os.path.exists(f"/etc/iproute2/rt_tables.d/{isp}.conf")  # host /etc untouched

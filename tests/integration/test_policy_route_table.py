@@ -1,15 +1,30 @@
-"""policy_route_table on a real kernel: a router namespace, real ip, real Ansible runs."""
+"""policy_route_table on a real kernel: the lab's router r1, real ip, real Ansible runs.
+
+r1 has its own /etc (an overlay), so the module's rt_tables.d files stay inside the lab.
+Each test starts from the plain router; a fixture puts r1 back and checks it did.
+"""
 from __future__ import annotations
 
 import copy
-import os
+import json
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from harness import Lab
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prt_helpers import Monitor, Router
+COLLECTIONS = Path(__file__).resolve().parents[2] / ".build" / "collections"
+ANSIBLE = str(Path(sys.executable).parent / "ansible")
+CONF_DIR = "/etc/iproute2/rt_tables.d"
+TABLES = ("101", "102", "106", "150")  # every table these tests touch
+CONFS = ("isp1", "v6only", "vpn")
+# Everything the module could change: all routes, all rules, the rt_tables tree (as r1 sees it).
+SNAPSHOT = ("for f in -4 -6; do ip -d $f route show table all; ip -d $f rule show; done; "
+            'for f in $(find /etc/iproute2 | sort); do echo "== $f"; [ -f "$f" ] && cat "$f"; done; true')
 
 # What the role passes for the first uplink (plus IPv6 and the main suppress helper).
 ISP1 = {
@@ -33,13 +48,137 @@ ISP1 = {
 }
 
 
+class Router:
+    """r1 as these tests see it: ip, the module through Ansible, and snapshots."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.netns = f"{lab.name}-r1"
+
+    def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.lab.run("r1", ["ip", *args], check=check)
+
+    def module(self, args: Dict, check: bool = False, diff: bool = False) -> Tuple[dict, str]:
+        """Run netops.multihome.policy_route_table through ansible; (result, full output)."""
+        argv = ["env", f"ANSIBLE_COLLECTIONS_PATH={COLLECTIONS}", "ANSIBLE_NOCOLOR=1",
+                "ANSIBLE_FORCE_COLOR=0", "ANSIBLE_STDOUT_CALLBACK=minimal",
+                ANSIBLE, "localhost", "-c", "local", "-i", "localhost,",
+                "-e", "ansible_python_interpreter=/usr/bin/python3",
+                "-m", "netops.multihome.policy_route_table", "-a", json.dumps(args)]
+        argv += ["--check"] if check else []
+        argv += ["--diff"] if diff else []
+        proc = self.lab.run("r1", argv, check=False)
+        out = proc.stdout
+        marker = out.find("localhost | ")
+        if marker < 0:
+            raise AssertionError(f"no module result in output:\n{out}\n{proc.stderr}")
+        status, body = out[marker:].split(" => ", 1)
+        result = json.loads(body)
+        # ansible-core 2.19's minimal callback shows failure in the status word only
+        result["failed"] = "FAILED" in status
+        return result, out
+
+    def conf(self, name: str) -> Optional[str]:
+        proc = self.lab.run("r1", ["cat", f"{CONF_DIR}/{name}.conf"], check=False)
+        return proc.stdout if proc.returncode == 0 else None
+
+    def snapshot(self) -> str:
+        return self.lab.run("r1", ["sh", "-c", SNAPSHOT]).stdout
+
+    def playbook(self, tasks: List[dict], tmp: Path) -> None:
+        (tmp / "play.yml").write_text(json.dumps([{"hosts": "localhost", "gather_facts": False,
+                                                   "tasks": tasks}]))
+        self.lab.run("r1", ["env", f"ANSIBLE_COLLECTIONS_PATH={COLLECTIONS}", "ANSIBLE_NOCOLOR=1",
+                            f"{ANSIBLE}-playbook", "-i", "localhost,", "-c", "local",
+                            "-e", "ansible_python_interpreter=/usr/bin/python3", str(tmp / "play.yml")])
+
+    def raw(self, *args: str) -> subprocess.CompletedProcess:
+        """ip in r1's network namespace but with the host's /etc, so tables show as ids."""
+        return subprocess.run(["ip", "-n", self.netns, *args], capture_output=True, text=True, timeout=30)
+
+    def routes(self, fam: str, table: str) -> List[str]:
+        out = self.raw(fam, "route", "show", "table", table).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+
+    def rules(self, fam: str) -> List[str]:
+        return [" ".join(line.split()) for line in self.raw(fam, "rule", "show").stdout.splitlines()]
+
+    def reset(self) -> None:
+        """Undo what any test here did: their tables, rules, files and one main route."""
+        for fam in ("-4", "-6"):
+            for rule in json.loads(self.ip("-j", fam, "rule", "show").stdout):
+                if rule["priority"] not in (0, 32766, 32767):
+                    self.ip(fam, "rule", "del", "priority", str(rule["priority"]))
+            for table in TABLES:
+                self.ip(fam, "route", "flush", "table", table, check=False)
+        self.ip("route", "del", "192.0.2.0/24", "dev", "wan2", check=False)
+        self.lab.run("r1", ["rm", "-f", *(f"{CONF_DIR}/{n}.conf" for n in CONFS)])
+
+
+class Monitor:
+    """``ip monitor route rule`` in r1, fenced by marker routes so nothing is missed."""
+
+    MARK = ("192.0.2.254/32", "999")
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.lines: List[str] = []
+        self.proc = subprocess.Popen(["ip", "-n", router.netns, "monitor", "route", "rule"],
+                                     stdout=subprocess.PIPE, text=True)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def _wait_for(self, needle: str, start: int) -> int:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for i in range(start, len(self.lines)):
+                if needle in self.lines[i]:
+                    return i
+            time.sleep(0.02)
+        raise AssertionError(f"ip monitor never showed {needle!r}: {self.lines}")
+
+    def __enter__(self) -> Monitor:
+        dst, table = self.MARK
+        # repeat the opening marker until the monitor sees it: then it is surely listening
+        deadline = time.monotonic() + 10
+        while True:
+            if time.monotonic() > deadline:
+                raise AssertionError("ip monitor did not start")
+            self.router.ip("route", "add", dst, "dev", "lo", "table", table)
+            time.sleep(0.1)
+            if any("192.0.2.254" in line for line in self.lines):
+                break
+            self.router.ip("route", "del", dst, "dev", "lo", "table", table)
+        time.sleep(0.2)
+        self.start = len(self.lines)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        dst, table = self.MARK
+        self.router.ip("route", "del", dst, "dev", "lo", "table", table)
+        end = self._wait_for("Deleted 192.0.2.254", self.start)
+        self.events = [e for e in self.lines[self.start:end] if "192.0.2.254" not in e]
+        self.proc.terminate()
+        self.proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def pristine(lab: Lab) -> str:
+    return Router(lab).snapshot()
+
+
 @pytest.fixture
-def router(tmp_path: Path):
-    if os.geteuid() != 0:
-        pytest.fail("needs root for network namespaces")
-    r = Router(f"{os.getpid() % 100000}", tmp_path).up()
+def router(lab: Lab, pristine: str) -> Iterator[Router]:
+    r = Router(lab)
+    assert r.snapshot() == pristine, "r1 is not the plain lab router"
     yield r
-    r.down()
+    r.reset()
+    assert r.snapshot() == pristine, "the test left something behind on r1"
 
 
 @pytest.fixture
@@ -67,11 +206,9 @@ def test_create_builds_table_rules_and_mapping(isp1: Router) -> None:
     rules6 = isp1.rules("-6")
     assert "1000: from 2001:db8:f1:1::2 lookup 101" in rules6
     assert "1100: from all fwmark 0x100/0xff00 lookup 101" in rules6
-    assert (isp1.etc / "rt_tables.d" / "isp1.conf").read_text().endswith("101\tisp1\n")
+    assert isp1.conf("isp1").endswith("101\tisp1\n")
     # the name resolves for iproute2 inside the router (its own /etc), not on the host
-    named = isp1.in_router(["ip", "route", "show", "table", "isp1"])
-    from prt_helpers import sh
-    assert "default via 198.51.100.1 dev wan1" in sh(named).stdout
+    assert "default via 198.51.100.1 dev wan1" in isp1.ip("route", "show", "table", "isp1").stdout
     assert not Path("/etc/iproute2/rt_tables.d/isp1.conf").exists()
 
 
@@ -148,7 +285,7 @@ def test_absent_removes_table_rules_and_file_only(isp1: Router) -> None:
     assert "1600: from all iif lan1 lookup 102" in isp1.rules("-4")
     # the shared main suppress rule is not this table's to remove
     assert "900: from all lookup main suppress_prefixlength 0" in isp1.rules("-4")
-    assert not (isp1.etc / "rt_tables.d" / "isp1.conf").exists()
+    assert isp1.conf("isp1") is None
     assert isp1.routes("-4", "main") + isp1.routes("-6", "main") == main_before
     again, _ = isp1.module({"name": "isp1", "state": "absent"})
     assert again["changed"] is False
@@ -207,7 +344,7 @@ def test_ipv6_only_table_with_reject_route_and_link_local_gateway(router: Router
 
 
 def _other_table(router: Router) -> None:
-    (router.etc / "rt_tables.d" / "vpn.conf").write_text("150\tvpn\n")
+    router.lab.run("r1", ["sh", "-c", f"mkdir -p {CONF_DIR} && printf '150\\tvpn\\n' > {CONF_DIR}/vpn.conf"])
     router.ip("rule", "add", "priority", "1200", "fwmark", "0x300/0xff00", "table", "150")
 
 
@@ -241,19 +378,28 @@ BAD_INPUTS = [
 ]
 
 
-def test_bad_inputs_fail_before_any_change(isp1: Router) -> None:
+def test_bad_inputs_fail_before_any_change(isp1: Router, tmp_path: Path) -> None:
+    """All cases in one playbook (Ansible's start-up dominates the run time). The kernel
+    must not change at all, not even for an instant (ip monitor over the whole run), and
+    r1's routes, rules and rt_tables tree must be byte-identical afterwards."""
     _other_table(isp1)
     before = isp1.snapshot()
-    failures = []
-    for case, override, message in BAD_INPUTS:
+    tasks = []
+    for i, (_, override, _) in enumerate(BAD_INPUTS):
         params = copy.deepcopy(ISP1)
         params["routes"] = [params["routes"][0], *params["routes"][2:3]]
         params.update(override)
-        result, _ = isp1.module(params)
-        if not (result.get("failed") and message in result.get("msg", "")):
-            failures.append((case, result.get("msg"), result.get("commands")))
-        if isp1.snapshot() != before:
-            failures.append((case, "kernel or rt_tables.d changed"))
-            before = isp1.snapshot()
+        tasks.append({"netops.multihome.policy_route_table": params, "register": f"r{i}",
+                      "ignore_errors": True})
+    report = "{{ [" + ", ".join(f"r{i}" for i in range(len(BAD_INPUTS))) + "] | to_json }}"
+    tasks.append({"copy": {"content": report, "dest": str(tmp_path / "report.json")}})
+    with Monitor(isp1) as mon:
+        isp1.playbook(tasks, tmp_path)
+    results = json.loads((tmp_path / "report.json").read_text())
+    failures = [(case, result.get("msg"), result.get("commands"))
+                for (case, _, message), result in zip(BAD_INPUTS, results)
+                if not (result.get("failed") and message in result.get("msg", ""))]
     assert failures == []
-    assert len(BAD_INPUTS) >= 10
+    assert mon.events == []
+    assert isp1.snapshot() == before
+    assert len(results) == len(BAD_INPUTS) >= 10

@@ -56,3 +56,14 @@ def test_two_routers_have_disjoint_lans_and_links() -> None:
 def test_unknown_topology_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match="unknown topology 'x'; known: default, three_isp, two_routers"):
         build_plan("x")
+
+
+def test_site_link_only_where_the_topology_asks_for_it() -> None:
+    assert build_plan("default").routers["r1"].site is None
+    site = build_plan("three_isp").routers["r1"].site
+    assert site is not None
+    assert (site.router_if, site.address4, site.gateway4) == ("site0", "192.0.2.65/30", "192.0.2.66")
+    # the site's prefix and the link are disjoint from every ISP backbone link (192.0.2.0/28)
+    link = ipaddress.ip_interface(site.address4).network
+    assert not link.overlaps(ipaddress.ip_network("192.0.2.0/28"))
+    assert ipaddress.ip_address("203.0.113.130") in ipaddress.ip_network(site.destinations4)
