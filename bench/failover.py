@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -94,9 +95,19 @@ def settle(lab: Lab) -> None:
     wait_state(lab, "isp2", "up")
 
 
+def phase() -> None:
+    """Faults do not wait for LSM's once-a-second decision: start each one at a random
+    point of that second (settle() ends right after a decision, which would otherwise
+    put every fault at the same phase and bias the median)."""
+    time.sleep(1 + JITTER.random())
+
+
+JITTER = random.Random(7)
+
+
 def upstream(lab: Lab) -> float:
-    with lab.probing("c1", duration=7) as probe:
-        time.sleep(1)
+    with lab.probing("c1", duration=8) as probe:
+        phase()
         event = time.monotonic()
         lab.cut_upstream("isp1")
         time.sleep(5.5)
@@ -105,8 +116,8 @@ def upstream(lab: Lab) -> float:
 
 
 def carrier(lab: Lab) -> float:
-    with lab.probing("c1", duration=5) as probe:
-        time.sleep(1)
+    with lab.probing("c1", duration=6) as probe:
+        phase()
         event = time.monotonic()
         lab.carrier_down("isp1")
         time.sleep(3.5)
@@ -117,8 +128,8 @@ def carrier(lab: Lab) -> float:
 def failback(lab: Lab) -> float:
     lab.cut_upstream("isp1")
     wait_state(lab, "isp1", "down")
-    with lab.probing("c1", duration=12) as probe:
-        time.sleep(0.5)
+    with lab.probing("c1", duration=13) as probe:
+        phase()
         event = time.monotonic()
         lab.restore_upstream("isp1")
         time.sleep(11)

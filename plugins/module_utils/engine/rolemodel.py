@@ -229,7 +229,7 @@ def _balance(role_vars: Dict[str, Any], uplinks, lans, marks, mask) -> Dict[str,
     }
 
 
-def _sysctl(uplinks: List[Dict[str, Any]], ipv6: bool) -> Dict[str, str]:
+def _sysctl(uplinks: List[Dict[str, Any]], lans: List[Dict[str, Any]], ipv6: bool) -> Dict[str, str]:
     """Slash-form keys (interface names may contain dots)."""
     out = {"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/src_valid_mark": "1"}
     if ipv6:
@@ -237,6 +237,10 @@ def _sysctl(uplinks: List[Dict[str, Any]], ipv6: bool) -> Dict[str, str]:
     for up in uplinks:
         # Loose (2), not off: the article's rp_filter=0 drops reverse-path protection.
         out[f"net/ipv4/conf/{up['interface']}/rp_filter"] = "2"
+    for lan in lans:
+        # Strict (1) on LANs: a LAN host's packet whose source is not routed back through
+        # its LAN is spoofed; it is dropped instead of being NATed to an uplink address.
+        out[f"net/ipv4/conf/{lan['interface']}/rp_filter"] = "1"
     return out
 
 
@@ -323,7 +327,7 @@ def build_model(role_vars: Dict[str, Any]) -> Dict[str, Any]:
         "version": MODEL_VERSION,
         "balance": balance,
         "routing": routing,
-        "sysctl": _sysctl(uplinks, ipv6),
+        "sysctl": _sysctl(uplinks, lans, ipv6),
         "local_default": _local_default_routes(uplinks, local_default),
         "failover": {
             "enabled": failover,
