@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 
 from . import monitor as mon
 from .errors import EngineError
-from .failover import all_states, load_model, log_event, uplink_names
+from .failover import all_states, apply_recorded, load_model, log_event, uplink_names
 from .paths import Paths
 from .runner import Runner
 
@@ -37,7 +37,6 @@ DAEMON_LOG = "/var/log/netops-multihome/monitor.log"
 
 def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PARTS) -> Dict[str, Any]:
     """Sysctl, routing tables, main default, balancing (with the recorded states)."""
-    from .balance import apply_policy
     from .mainroute import ensure_main_default
     from .routing import apply_table
     from .sysctl import apply_sysctl
@@ -50,8 +49,7 @@ def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PA
     if "main-default" in parts and model.get("local_default"):
         results["main-default"] = ensure_main_default(model["local_default"], runner, check)
     if "balance" in parts:
-        states = all_states(paths, uplink_names(model))
-        results["balance"] = apply_policy(model["balance"], runner, check=check, states=states)
+        results["balance"] = apply_recorded(model["balance"], runner, check, paths)
     changed = any(
         (any(r["changed"] for r in v) if isinstance(v, list) else v["changed"]) for v in results.values()
     )

@@ -227,6 +227,31 @@ def handle_event(
     return result
 
 
+def apply_recorded(params: dict, runner: Runner, check: bool = False, paths: Optional[Paths] = None,
+                   apply_fn: ApplyFn = _default_apply) -> dict:
+    """Apply the balancing ``params`` with each uplink's recorded state, read and applied
+    under the lock the hook holds, so an event recorded meanwhile is never overwritten
+    by a state read earlier (an uplink is down when its params or its record say so).
+    Check mode takes no lock and creates nothing."""
+    paths = paths or Paths.default()
+    uplinks = params.get("uplinks") or []
+
+    def run() -> dict:
+        recorded = all_states(paths, [u["name"] for u in uplinks])
+        states = {u["name"]: "down" if "down" in (u.get("state"), recorded[u["name"]]) else "up"
+                  for u in uplinks}
+        if check:
+            from .balance import apply_policy
+
+            return apply_policy(params, runner, check=True, states=states)
+        return apply_fn(params, runner, states)
+
+    if check:
+        return run()
+    with StateLock(paths):
+        return run()
+
+
 def log_event(paths: Paths, line: str, ident: str = "multihome") -> None:
     """One line to syslog (journal) and to the router's event log."""
     import syslog
