@@ -27,6 +27,11 @@ description:
     broadcast, multicast and IPv6 link-local are never marked or NATed.
   - NAT per uplink by outgoing interface (C(snat) or C(masquerade), or none). IPv6 is
     never NATed unless I(uplinks[].nptv6) is set.
+  - IPv6 only leaves by an uplink that can carry its source, since an ISP drops any other.
+    Sources in an uplink's I(uplinks[].source_prefixes) always use that uplink; new flows
+    from a translated prefix are balanced (same mode, tiers and weights) among the uplinks
+    whose I(uplinks[].nptv6) translates it, never onto an uplink that does not. A LAN IPv6
+    prefix that no uplink translates or owns is rejected, naming I(lans[].prefixes).
   - Owned objects only. The nftables backend uses the single table
     C(inet netops_multihome); the iptables backend uses its own chains C(MH_*) in the
     mangle and nat tables with one jump each from C(PREROUTING), C(OUTPUT) and
@@ -131,6 +136,8 @@ options:
             prefix. nftables 1.0.6 has no stateless NPTv6, so this is the prefix-to-prefix
             (netmap) form of stateful NAT; C(ip6tables) uses C(NETMAP) likewise. Host bits
             are kept; connections from outside to a translated address are mapped back.
+          - New IPv6 flows from I(inside) are balanced only among the uplinks that translate
+            it; at least one of them needs a I(weight) above 0.
         type: list
         elements: dict
         suboptions:
@@ -164,7 +171,10 @@ options:
         elements: str
         required: true
       prefixes:
-        description: IPv4 and IPv6 prefixes of the LAN (destinations in them are never balanced).
+        description:
+          - IPv4 and IPv6 prefixes of the LAN (destinations in them are never balanced).
+          - Every address of an IPv6 prefix must be carried by some uplink, through its
+            I(uplinks[].nptv6) or I(uplinks[].source_prefixes).
         type: list
         elements: str
         required: true
@@ -181,11 +191,13 @@ options:
         type: str
         required: true
       sources:
-        description: Source prefixes.
+        description: Source prefixes; an IPv6 one must be translated or owned by I(uplink).
         type: list
         elements: str
       destinations:
-        description: Destination prefixes.
+        description:
+          - Destination prefixes. An IPv6 destination needs I(uplink) to have I(nptv6); it
+            applies to sources that uplink translates.
         type: list
         elements: str
   bypass:
@@ -217,7 +229,13 @@ EXAMPLES = r"""
   netops.multihome.conntrack_balance:
     mode: round_robin
     uplinks:
-      - {name: isp1, interface: wan1, mark: "0x100", weight: 2, nat: snat, snat_address: 198.51.100.2}
+      - name: isp1
+        interface: wan1
+        mark: "0x100"
+        weight: 2
+        nat: snat
+        snat_address: 198.51.100.2
+        source_prefixes: ["2001:db8:101::/48"]  # delegated by isp1: its flows stay on isp1
       - {name: isp2, interface: wan2, mark: "0x200", weight: 1}
       - {name: isp3, interface: wan3, mark: "0x300", weight: 1, tier: 2}
     lans:

@@ -33,7 +33,9 @@ ROUTER_PORT = 5003
 C1, C2 = "192.168.1.10", "192.168.2.10"
 C1_ULA = "fd00:0:1:1::10"
 C1_GUA = {1: "2001:db8:101:1::10", 2: "2001:db8:201:1::10"}
-NPT_OUT = {1: "2001:db8:101:ff::/64", 2: "2001:db8:201:ff::/64"}
+NPT_OUT = {1: "2001:db8:101:ff::/64", 2: "2001:db8:201:ff::/64"}  # lan1's ULA prefix
+NPT_OUT2 = {1: "2001:db8:101:fe::/64", 2: "2001:db8:201:fe::/64"}  # lan2's
+C2_ULA = "fd00:0:1:2::10"
 # extra client addresses, so source_hash has sixteen clients to spread
 HASH_SOURCES = {f"c{n}": [f"192.168.{n}.{20 + i}" for i in range(8)] for n in (1, 2)}
 
@@ -135,7 +137,8 @@ def base_params(lab: Lab, backend: str, mode: str = "round_robin", **extra) -> d
                 "nat": "snat",
                 "snat_address": wan4(lab)[1],
                 "source_prefixes": ["2001:db8:101:1::/64"],
-                "nptv6": [{"inside": "fd00:0:1:1::/64", "outside": NPT_OUT[1]}],
+                "nptv6": [{"inside": "fd00:0:1:1::/64", "outside": NPT_OUT[1]},
+                          {"inside": "fd00:0:1:2::/64", "outside": NPT_OUT2[1]}],
             },
             {
                 "name": "isp2",
@@ -143,8 +146,10 @@ def base_params(lab: Lab, backend: str, mode: str = "round_robin", **extra) -> d
                 "mark": "0x200",
                 "weight": 1,
                 "source_prefixes": ["2001:db8:201:1::/64"],
-                "nptv6": [{"inside": "fd00:0:1:1::/64", "outside": NPT_OUT[2]}],
+                "nptv6": [{"inside": "fd00:0:1:1::/64", "outside": NPT_OUT[2]},
+                          {"inside": "fd00:0:1:2::/64", "outside": NPT_OUT2[2]}],
             },
+            # isp3 carries IPv4 only: no prefix of its own and no translation
             {"name": "isp3", "interface": "wan3", "mark": "0x300", "weight": 1},
         ],
         "lans": [
@@ -401,20 +406,42 @@ def test_foreign_rules_are_identical_before_and_after(router: Lab, backend: str)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_ipv6_source_prefixes_unchanged_and_nptv6_balanced(router: Lab, backend: str) -> None:
-    ups = base_params(router, backend)["uplinks"]
-    ups[2]["weight"] = 0  # isp3 has no IPv6 translation: keep it out of the choice here
-    rotation_start(router, backend, "round_robin", uplinks=ups)
+def test_ipv6_only_via_uplinks_that_can_carry_it_and_nptv6_balanced(router: Lab, backend: str) -> None:
+    """Three uplinks, only two translate or own IPv6: isp3 gets IPv4 flows but never an
+    IPv6 one, so no IPv6 packet leaves with a source its ISP drops."""
+    rotation_start(router, backend, "round_robin")
     spoofed = spoofed_total(router)
     native = router.flows("c1", 40, family=6, src=[C1_GUA[1], C1_GUA[2]])
     assert native == [C1_GUA[1], C1_GUA[2]] * 20  # no NAT, each prefix via its own ISP
     translated = router.flows("c1", 30, family=6, src=C1_ULA)
     assert Counter(translated) == {"2001:db8:101:ff::10": 20, "2001:db8:201:ff::10": 10}
+    assert Counter(router.flows("c2", 30, family=6, src=C2_ULA)) == {
+        "2001:db8:101:fe::10": 20, "2001:db8:201:fe::10": 10}
+    assert uplinks(router, router.flows("c1", 40)) == {"isp1": 20, "isp2": 10, "isp3": 10}
+    apply(router, base_params(router, backend), states={"isp1": "down"})
+    assert Counter(router.flows("c1", 10, family=6, src=C1_ULA)) == {"2001:db8:201:ff::10": 10}
     assert spoofed_total(router) == spoofed
     # inbound to the translated address reaches the LAN host and is answered via isp2
     inet_side = router.plan["isps"]["isp2"]["inet6"].split("/")[0]
     with router.serve("c1", 5001):
         assert router.flows("inet", 3, dst="2001:db8:201:ff::10") == [inet_side] * 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ipv6_prefix_no_uplink_can_carry_is_rejected_before_any_change(router: Lab, backend: str) -> None:
+    apply(router, base_params(router, backend))
+    listing = ruleset_text(router)
+    bad = base_params(router, backend)
+    bad["lans"][0]["prefixes"].append("2001:db8:301:1::/64")  # isp3's, but isp3 is IPv4-only here
+    message = r"lans\[0\]\.prefixes\[4\]: invalid value '2001:db8:301:1::/64'"
+    with pytest.raises(ValidationError, match=message):
+        apply(router, bad)
+    assert ruleset_text(router) == listing
+
+
+def ruleset_text(lab: Lab) -> str:
+    text = lab.run("r1", ["nft", "list", "ruleset"]).stdout + lab.run("r1", ["ip6tables-save"]).stdout
+    return _without_counters(text)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -7,7 +7,7 @@ import shutil
 
 from . import iptables, nft
 from .errors import EngineError
-from .policy import Policy, active_pins, parse_policy, plan_choice
+from .policy import Policy, active_pins, parse_policy, plan_choice, plan_choice_v6
 from .policy import policy_marks as _marks
 from .runner import Runner
 
@@ -28,7 +28,9 @@ def policy_marks(params: dict) -> dict[str, tuple[int, int]]:
 def _nft_part(policy: Policy | None, runner: Runner, states) -> tuple[str, str, str | None, list[str]]:
     wanted = None
     if policy is not None:
-        wanted = nft.render_chains(policy, plan_choice(policy, states), active_pins(policy, states))
+        wanted = nft.render_chains(
+            policy, plan_choice(policy, states), active_pins(policy, states), plan_choice_v6(policy, states)
+        )
     current = nft.read_current(runner)
     script = nft.plan(current, wanted)
     before = current or ""
@@ -40,7 +42,11 @@ def _ipt_part(policy: Policy | None, runner: Runner, states, family: int):
     wanted = None
     if policy is not None:
         wanted = iptables.render_tables(
-            policy, plan_choice(policy, states), active_pins(policy, states), family
+            policy,
+            plan_choice(policy, states),
+            active_pins(policy, states),
+            family,
+            plan_choice_v6(policy, states),
         )
     current = iptables.read_current(runner, family)
     script = iptables.plan(current, wanted)

@@ -55,7 +55,9 @@ def _probability(p: float) -> str:
     return "%.11f" % (int(p * 0x80000000 + 0.5) / 0x80000000)
 
 
-def choose_rules(policy: Policy, choice: Choice, family: int) -> dict[str, list[str]]:
+def choose_rules(
+    policy: Policy, choice: Choice, family: int, chain: str = "MH_CHOOSE"
+) -> dict[str, list[str]]:
     chains = {u.name: mark_chain(u) for u in policy.uplinks}
     slots = list(choice.slots)
     rules: list[str] = []
@@ -93,16 +95,24 @@ def choose_rules(policy: Policy, choice: Choice, family: int) -> dict[str, list[
                     f"-j CONNMARK --restore-mark --nfmask {keep:#x} --ctmask {keep:#x}",
                     f"-g {chains[up.name]}",
                 ]
-    out = {"MH_CHOOSE": rules}
+    out = {chain: rules}
     out.update(extra)
     return out
+
+
+def choose6_chain(index: int) -> str:
+    return f"MH_CHOOSE6_{index}"
 
 
 def _fam(nets, family: int):
     return [n for n in nets if n.version == family]
 
 
-def render_tables(policy: Policy, choice: Choice, pins: Sequence[Pin], family: int) -> Tables:
+def render_tables(
+    policy: Policy, choice: Choice, pins: Sequence[Pin], family: int, groups: Sequence = ()
+) -> Tables:
+    """``groups`` (from ``plan_choice_v6``): IPv6 new flows are balanced per translated
+    prefix among the uplinks translating it; other IPv6 is never balanced."""
     mask = policy.mask
     mangle: dict[str, list[str]] = {}
     pre = [
@@ -128,9 +138,23 @@ def render_tables(policy: Policy, choice: Choice, pins: Sequence[Pin], family: i
     for pin in pins:
         target = mark_chain(policy.uplink(pin.uplink))
         pin_lines += [f"-s {n} -g {target}" for n in _fam(pin.sources, family)]
-        pin_lines += [f"-d {n} -g {target}" for n in _fam(pin.destinations, family)]
-    mangle["MH_PINS"] = [*pin_lines, "-g MH_CHOOSE"]
-    mangle.update(choose_rules(policy, choice, family))
+        if family == 4:
+            pin_lines += [f"-d {n} -g {target}" for n in _fam(pin.destinations, family)]
+        else:
+            pin_lines += [
+                f"-s {inside} -d {n} -g {target}"
+                for n in _fam(pin.destinations, family)
+                for inside, carriers, _ in groups
+                if pin.uplink in carriers
+            ]
+    if family == 4:
+        mangle["MH_PINS"] = [*pin_lines, "-g MH_CHOOSE"]
+        mangle.update(choose_rules(policy, choice, family))
+    else:
+        pin_lines += [f"-s {inside} -g {choose6_chain(i)}" for i, (inside, _, _) in enumerate(groups)]
+        mangle["MH_PINS"] = pin_lines
+        for i, (_, _, group_choice) in enumerate(groups):
+            mangle.update(choose_rules(policy, group_choice, family, choose6_chain(i)))
     for up in policy.uplinks:
         mangle[mark_chain(up)] = [
             f"-j MARK --set-xmark {_m(up.mark, mask)}",

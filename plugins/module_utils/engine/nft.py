@@ -60,7 +60,7 @@ def _vmap(slots: Sequence[str], policy: Policy) -> str:
     return "{ " + ", ".join(f"{i} : goto {chains[s]}" for i, s in enumerate(slots)) + " }"
 
 
-def choose_rules(policy: Policy, choice: Choice) -> list[str]:
+def choose_rules(policy: Policy, choice: Choice, families: tuple[int, ...] = (4, 6)) -> list[str]:
     n = len(choice.slots)
     vmap = _vmap(choice.slots, policy)
     if choice.mode == "round_robin":
@@ -69,28 +69,50 @@ def choose_rules(policy: Policy, choice: Choice) -> list[str]:
         return [f"numgen random mod {n} vmap {vmap}"]
     # Without an explicit seed the kernel draws a random one per rule, and every refill of
     # the chain would move clients between uplinks.
-    return [
-        f"jhash ip saddr mod {n} seed 0x{HASH_SEED:x} vmap {vmap}",
-        f"jhash ip6 saddr mod {n} seed 0x{HASH_SEED:x} vmap {vmap}",
-    ]
+    rules = {
+        4: f"jhash ip saddr mod {n} seed 0x{HASH_SEED:x} vmap {vmap}",
+        6: f"jhash ip6 saddr mod {n} seed 0x{HASH_SEED:x} vmap {vmap}",
+    }
+    return [rules[f] for f in families]
 
 
-def pin_rules(policy: Policy, pins: Sequence[Pin]) -> list[str]:
+def choose6_chain(index: int) -> str:
+    return f"choose6_{index}"
+
+
+def pin_rules(policy: Policy, pins: Sequence[Pin], groups: Sequence = ()) -> list[str]:
+    """Pins, then IPv6 new flows to the choice of their translated prefix (``groups``, from
+    ``plan_choice_v6``); IPv6 from anywhere else is left unmarked, never balanced
+    onto an uplink that would send it with a source the ISP drops."""
     rules = []
     for pin in pins:
-        target = "goto " + mark_chain(policy.uplink(pin.uplink))
+        up = policy.uplink(pin.uplink)
+        target = "goto " + mark_chain(up)
         rules += [f"{_saddr(n)} {target}" for n in pin.sources]
-        rules += [f"{_daddr(n)} {target}" for n in pin.destinations]
+        for n in pin.destinations:
+            if n.version == 4:
+                rules.append(f"{_daddr(n)} {target}")
+            else:
+                rules += [
+                    f"{_saddr(inside)} {_daddr(n)} {target}"
+                    for inside, carriers, _ in groups
+                    if up.name in carriers
+                ]
+    if groups:
+        rules += [f"{_saddr(inside)} goto {choose6_chain(i)}" for i, (inside, _, _) in enumerate(groups)]
+        rules.append("meta nfproto ipv6 accept")
     return [*rules, "goto choose"]
 
 
-def render_chains(policy: Policy, choice: Choice, pins: Sequence[Pin]) -> Chains:
+def render_chains(policy: Policy, choice: Choice, pins: Sequence[Pin], groups: Sequence = ()) -> Chains:
     mask = policy.mask
     chains: Chains = {}
     for up in policy.uplinks:
         chains[mark_chain(up)] = [_set_mark("ct", up.mark, mask), _set_mark("meta", up.mark, mask)]
     chains["choose"] = choose_rules(policy, choice)
-    chains["pins"] = pin_rules(policy, pins)
+    for i, (_, _, group_choice) in enumerate(groups):
+        chains[choose6_chain(i)] = choose_rules(policy, group_choice, (6,))
+    chains["pins"] = pin_rules(policy, pins, groups)
 
     from_lan = ["ct direction reply accept"]
     from_lan += [f"{_daddr(n)} accept" for n in policy.lan_prefixes]

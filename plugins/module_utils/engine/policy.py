@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import gcd
 from typing import Union
 
@@ -351,6 +351,8 @@ def parse_policy(params: dict, interfaces: set[str] | None = None) -> Policy:
         if not any(inside.subnet_of(p) for p in lan6):  # type: ignore[arg-type]
             raise ValidationError(opt, str(inside), "a prefix inside one of the LANs' IPv6 prefixes")
 
+    _check_ipv6_carried(uplinks, lans, pins)
+
     if interfaces is not None:
         for i, up in enumerate(uplinks):
             if up.interface not in interfaces:
@@ -362,6 +364,84 @@ def parse_policy(params: dict, interfaces: set[str] | None = None) -> Policy:
                 raise ValidationError(opt, name, "an interface that exists on the router")
 
     return Policy(backend, mode, mask, uplinks, lans, pins, bypass, True)
+
+
+def _carriers(uplinks: Sequence[Uplink], net: Network) -> list[Uplink]:
+    """Uplinks that can send any address of NET: they translate it or the ISP owns it."""
+    return [
+        u
+        for u in uplinks
+        if any(net.subnet_of(m.inside) for m in u.nptv6)  # type: ignore[arg-type]
+        or any(p.version == 6 and net.subnet_of(p) for p in u.source_prefixes)  # type: ignore[arg-type]
+    ]
+
+
+def _uncovered(net: ipaddress.IPv6Network, covers: list[ipaddress.IPv6Network]) -> list:
+    rest = [net]
+    for cover in covers:
+        nxt = []
+        for part in rest:
+            if part.subnet_of(cover):
+                continue
+            nxt += list(part.address_exclude(cover)) if cover.subnet_of(part) else [part]
+        rest = nxt
+    return rest
+
+
+def _check_ipv6_carried(uplinks: Sequence[Uplink], lans: Sequence[Lan], pins: Sequence[Pin]) -> None:
+    """An IPv6 flow may only leave by an uplink that translates or owns its source.
+
+    IPv6 is not NATed by default, so every LAN IPv6 prefix needs an uplink that can carry
+    each of its addresses, and each translated prefix needs one that takes new flows.
+    """
+    covers = [m.inside for u in uplinks for m in u.nptv6]
+    covers += [p for u in uplinks for p in u.source_prefixes if p.version == 6]  # type: ignore[misc]
+    for i, lan in enumerate(lans):
+        for j, net in enumerate(lan.prefixes):
+            if net.version != 6:
+                continue
+            missing = _uncovered(net, covers)  # type: ignore[arg-type]
+            if missing:
+                raise ValidationError(
+                    f"lans[{i}].prefixes[{j}]",
+                    str(net),
+                    "an IPv6 prefix inside some uplink's nptv6 inside or source_prefixes "
+                    f"(no uplink can carry {min(missing)}: its ISP would drop the packets)",
+                )
+    for inside, carriers in ipv6_groups(uplinks):
+        if all(u.weight == 0 for u in carriers):
+            raise ValidationError(
+                "uplinks[].weight",
+                {u.name: u.weight for u in carriers},
+                f"at least one weight > 0 among the uplinks translating {inside}",
+            )
+    by_name = {u.name: u for u in uplinks}
+    for i, pin in enumerate(pins):
+        up = by_name[pin.uplink]
+        for j, net in enumerate(pin.sources):
+            if net.version == 6 and up not in _carriers([up], net):
+                raise ValidationError(
+                    f"pins[{i}].sources[{j}]",
+                    str(net),
+                    f"an IPv6 prefix that uplink {up.name} translates or owns",
+                )
+        for j, net in enumerate(pin.destinations):
+            if net.version == 6 and not up.nptv6:
+                raise ValidationError(
+                    f"pins[{i}].destinations[{j}]",
+                    str(net),
+                    f"an IPv4 destination, or IPv6 only when uplink {up.name} has nptv6",
+                )
+
+
+def ipv6_groups(uplinks: Sequence[Uplink]) -> list[tuple[ipaddress.IPv6Network, list[Uplink]]]:
+    """Each translated (nptv6) inside prefix with the uplinks able to carry it, most
+    specific first: IPv6 new flows from it are balanced among those uplinks only."""
+    insides = sorted({m.inside for u in uplinks for m in u.nptv6}, key=lambda n: (-n.prefixlen, n))
+    return [
+        (inside, [u for u in uplinks if any(inside.subnet_of(m.inside) for m in u.nptv6)])  # type: ignore[arg-type]
+        for inside in insides
+    ]
 
 
 def policy_marks(policy: Policy) -> dict[str, tuple[int, int]]:
@@ -433,6 +513,19 @@ def plan_choice(policy: Policy, states: dict[str, str] | None = None) -> Choice:
             slots.append(heirs[k % len(heirs)])
             k += 1
     return Choice(policy.mode, tuple(slots), tuple(live_names), all_down)
+
+
+def plan_choice_v6(
+    policy: Policy, states: dict[str, str] | None = None
+) -> list[tuple[ipaddress.IPv6Network, tuple[str, ...], Choice]]:
+    """Per translated prefix: the uplinks translating it and the new-flow choice among them."""
+    effective_states(policy, states)  # rejects unknown names
+    out = []
+    for inside, carriers in ipv6_groups(policy.uplinks):
+        names = tuple(u.name for u in carriers)
+        sub = replace(policy, uplinks=tuple(carriers))
+        out.append((inside, names, plan_choice(sub, {n: s for n, s in (states or {}).items() if n in names})))
+    return out
 
 
 def active_pins(policy: Policy, states: dict[str, str] | None = None) -> list[Pin]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 # isort: off
-from test_policy_params import INTERFACES, params  # puts the collection on sys.path
+from test_policy_params import INTERFACES, params, with_ipv6  # puts the collection on sys.path
 from ansible_collections.netops.multihome.plugins.module_utils.engine import iptables
 from ansible_collections.netops.multihome.plugins.module_utils.engine.policy import (
     active_pins,
     parse_policy,
     plan_choice,
+    plan_choice_v6,
 )
 # isort: on
 
@@ -28,7 +29,8 @@ COMMIT
 
 def tables(p=None, states=None, family=4):
     pol = parse_policy(p or params(), INTERFACES)
-    return iptables.render_tables(pol, plan_choice(pol, states), active_pins(pol, states), family)
+    groups = plan_choice_v6(pol, states)
+    return iptables.render_tables(pol, plan_choice(pol, states), active_pins(pol, states), family, groups)
 
 
 def simulate_nth(rules, packets):
@@ -69,12 +71,16 @@ def test_random_cascade_probabilities_multiply_to_the_weights():
 
 
 def test_source_hash_uses_hmark_and_keeps_foreign_bits_from_the_ct_mark():
-    t = tables(params(mode="source_hash"), family=6)["mangle"]
+    t = tables(params(mode="source_hash"), family=4)["mangle"]
     assert (
         t["MH_CHOOSE"][0]
-        == "-A MH_CHOOSE -j HMARK --hmark-src-prefix 128 --hmark-rnd 0x00004d48 --hmark-mod 4"
+        == "-A MH_CHOOSE -j HMARK --hmark-src-prefix 32 --hmark-rnd 0x00004d48 --hmark-mod 4"
     )
     assert t["MH_CHOOSE"][1] == "-A MH_CHOOSE -m mark --mark 0x0 -g MH_HASH_isp1"
+    t6 = tables(with_ipv6(mode="source_hash"), family=6)["mangle"]
+    assert t6["MH_CHOOSE6_0"][0] == (
+        "-A MH_CHOOSE6_0 -j HMARK --hmark-src-prefix 128 --hmark-rnd 0x00004d48 --hmark-mod 3"
+    )
     assert (
         t["MH_HASH_isp2"][1]
         == "-A MH_HASH_isp2 -j CONNMARK --restore-mark --nfmask 0xffff00ff --ctmask 0xffff00ff"
@@ -146,3 +152,16 @@ def test_plan_noop_small_change_and_removal():
     assert "-D PREROUTING -j MH_PRE" in gone and "-X MH_PRE" in gone and "-X MH_NAT" in gone
     assert gone.index("-D PREROUTING -j MH_PRE") < gone.index("-X MH_PRE")
     assert not any(w in gone for w in ("ADMIN", "eth9"))
+
+
+def test_ipv6_is_balanced_only_among_uplinks_that_translate_its_source():
+    m = tables(with_ipv6(), family=6)["mangle"]
+    assert "MH_CHOOSE" not in m  # IPv6 never reaches the all-uplinks choice
+    assert m["MH_PINS"] == ["-A MH_PINS -s fd00:0:1:1::/64 -g MH_CHOOSE6_0"]
+    assert m["MH_CHOOSE6_0"] == [
+        "-A MH_CHOOSE6_0 -m statistic --mode nth --every 3 --packet 0 -g MH_MARK_isp1",
+        "-A MH_CHOOSE6_0 -m statistic --mode nth --every 2 --packet 0 -g MH_MARK_isp2",
+        "-A MH_CHOOSE6_0 -g MH_MARK_isp1",
+    ]
+    assert "-A MH_LAN -s 2001:db8:101:1::/64 -g MH_MARK_isp1" in m["MH_LAN"]
+    assert "MH_CHOOSE6_0" not in tables(with_ipv6(), family=4)["mangle"]

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 # isort: off
-from test_policy_params import INTERFACES, params, with_uplink  # puts the collection on sys.path
+from test_policy_params import INTERFACES, params, with_ipv6, with_uplink  # puts the collection on sys.path
 from ansible_collections.netops.multihome.plugins.module_utils.engine import nft
 from ansible_collections.netops.multihome.plugins.module_utils.engine.policy import (
     active_pins,
     parse_policy,
     plan_choice,
+    plan_choice_v6,
 )
 # isort: on
 
 
 def chains(p=None, states=None):
     pol = parse_policy(p or params(), INTERFACES)
-    return nft.render_chains(pol, plan_choice(pol, states), active_pins(pol, states))
+    return nft.render_chains(
+        pol, plan_choice(pol, states), active_pins(pol, states), plan_choice_v6(pol, states)
+    )
 
 
 def test_restore_comes_first_and_marked_connections_are_never_rechosen():
@@ -38,11 +41,11 @@ def test_mark_chain_sets_only_bits_under_the_mask():
 
 
 def test_lan_to_lan_bypass_and_local_are_never_marked():
-    lan = chains()["from_lan"]
+    lan = chains(with_ipv6())["from_lan"]
     assert lan[0] == "ct direction reply accept"
     for dst in ("192.168.1.0/24", "192.168.2.0/24", "10.0.0.0/8"):
         assert f"ip daddr {dst} accept" in lan
-    assert "ip6 daddr fd00:0:1:2::/64 accept" in lan
+    assert "ip6 daddr fd00:0:1:1::/64 accept" in lan
     assert "fib daddr type { local, broadcast, multicast } accept" in lan
     assert lan[-1] == "goto pins"
 
@@ -60,15 +63,38 @@ def test_choose_modes():
 def test_pins_follow_state_and_end_in_the_choice():
     assert chains()["pins"] == ["ip daddr 203.0.113.0/24 goto mark_isp2", "goto choose"]
     assert chains(states={"isp2": "down"})["pins"] == ["goto choose"]
-    p = params(pins=[{"uplink": "isp3", "sources": ["192.168.1.10/32", "fd00:0:1:1::10/128"]}])
+    p = with_ipv6(pins=[{"uplink": "isp2", "sources": ["192.168.1.10/32", "fd00:0:1:1::10/128"]}])
     assert chains(p)["pins"][:2] == [
-        "ip saddr 192.168.1.10 goto mark_isp3",
-        "ip6 saddr fd00:0:1:1::10 goto mark_isp3",
+        "ip saddr 192.168.1.10 goto mark_isp2",
+        "ip6 saddr fd00:0:1:1::10 goto mark_isp2",
     ]
+
+
+def test_ipv6_is_balanced_only_among_uplinks_that_translate_its_source():
+    c = chains(with_ipv6(pins=[{"uplink": "isp2", "destinations": ["203.0.113.0/24", "2001:db8:ffff::/48"]}]))
+    # isp3 translates nothing: it never appears in the IPv6 choice
+    assert c["choose6_0"] == [
+        "numgen inc mod 3 vmap { 0 : goto mark_isp1, 1 : goto mark_isp2, 2 : goto mark_isp1 }"
+    ]
+    assert c["pins"] == [
+        "ip daddr 203.0.113.0/24 goto mark_isp2",
+        "ip6 saddr fd00:0:1:1::/64 ip6 daddr 2001:db8:ffff::/48 goto mark_isp2",
+        "ip6 saddr fd00:0:1:1::/64 goto choose6_0",
+        "meta nfproto ipv6 accept",
+        "goto choose",
+    ]
+    # the prefix isp1 owns stays on isp1, before any choice
+    assert "ip6 saddr 2001:db8:101:1::/64 goto mark_isp1" in c["from_lan"]
+    assert chains(with_ipv6(), states={"isp1": "down"})["choose6_0"] == [
+        "numgen inc mod 1 vmap { 0 : goto mark_isp2 }"
+    ]
+    hashed = chains(with_ipv6(mode="source_hash"))["choose6_0"]
+    assert len(hashed) == 1 and hashed[0].startswith("jhash ip6 saddr mod 3 seed 0x4d48")
 
 
 def test_nat_per_uplink_and_nptv6():
     p = with_uplink(1, nptv6=[{"inside": "fd00:0:1:1::/64", "outside": "2001:db8:201:1::/64"}])
+    p["lans"][0]["prefixes"].append("fd00:0:1:1::/64")
     p["uplinks"][2]["nat"] = "none"
     c = chains(p)
     assert c["postrouting"] == [
@@ -107,7 +133,7 @@ def test_plan_create_noop_small_change_replace_and_delete():
     assert "prerouting" not in small and "mark_isp" not in small.split("vmap")[0]
     assert nft.describe(text, down) == ["replace chain choose"]
 
-    bigger = chains(with_uplink(0, nptv6=[{"inside": "fd00:0:1:1::/64", "outside": "2001:db8:101:1::/64"}]))
+    bigger = chains(with_ipv6())
     assert nft.plan(text, bigger).startswith("table inet netops_multihome\ndelete table")
     assert "add chain nptv6_in" in nft.describe(text, bigger)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 # isort: off
-from test_policy_params import INTERFACES, params, with_uplink  # puts the collection on sys.path
+from test_policy_params import INTERFACES, params, with_ipv6, with_uplink  # puts the collection on sys.path
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (
     ValidationError,
 )
@@ -58,6 +58,47 @@ BAD = [
     (with_uplink(1, interface="lan1"), "lans[0].interfaces[0]", "lan1"),
     (params(uplinks=[]), "uplinks", "[]"),
 ]
+
+
+def _v6(**changes):
+    p = with_ipv6()
+    for i, extra in changes.pop("uplinks", {}).items():
+        p["uplinks"][i].update(extra)
+    p.update(changes)
+    return p
+
+
+def _v6_lan1(*prefixes):
+    p = with_ipv6()
+    p["lans"][0]["prefixes"] = ["192.168.1.0/24", *prefixes]
+    return p
+
+
+# IPv6 is not NATed: every LAN IPv6 address needs an uplink that translates or owns it.
+BAD += [
+    (_lan(prefixes=["192.168.2.0/24", "fd00:0:1:2::/64"]), "lans[1].prefixes[1]", "fd00:0:1:2::/64"),
+    (_v6_lan1("fd00:0:1::/56", "2001:db8:101:1::/64"), "lans[0].prefixes[1]", "fd00:0:1::/56"),
+    (_v6(uplinks={0: {"weight": 0}, 1: {"weight": 0}}), "uplinks[].weight", "'isp2': 0"),
+    (
+        _v6(pins=[{"uplink": "isp3", "sources": ["fd00:0:1:1::10/128"]}]),
+        "pins[0].sources[0]",
+        "fd00:0:1:1::10/128",
+    ),
+    (
+        _v6(pins=[{"uplink": "isp3", "destinations": ["2001:db8:ffff::/48"]}]),
+        "pins[0].destinations[0]",
+        "2001:db8:ffff::/48",
+    ),
+]
+
+
+def test_ipv6_message_names_the_uncarried_part():
+    with pytest.raises(ValidationError, match=r"no uplink can carry fd00:0:1::/64"):
+        parse_policy(_v6_lan1("fd00:0:1::/56", "2001:db8:101:1::/64"), INTERFACES)
+    # covered by two uplinks' prefixes together: accepted
+    p = _v6_lan1("fd00:0:1:1::/64", "2001:db8:101:1::/64", "2001:db8:201:1::/64")
+    p["uplinks"][1]["source_prefixes"] = ["2001:db8:201:1::/64"]
+    parse_policy(p, INTERFACES)
 
 
 @pytest.mark.parametrize("bad,option,value", BAD, ids=[f"{b[1]}={b[2]}" for b in BAD])
