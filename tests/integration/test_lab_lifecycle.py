@@ -26,7 +26,8 @@ def footprint() -> dict:
             if f"mhlab-{NAME}" in cmdline or f" {NAME}-" in cmdline:
                 procs.append(cmdline)
     return {
-        "links": sorted(link["ifname"] for link in links),
+        # Only this lab's names: other labs may come and go on a shared machine.
+        "links": sorted(link["ifname"] for link in links if link["ifname"].startswith(f"{NAME}-")),
         "netns": sorted(n.split()[0] for n in netns.splitlines() if n.startswith(f"{NAME}-")),
         "procs": procs,
         "dir": Path(f"/tmp/mhlab-{NAME}").exists(),
