@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -23,6 +24,25 @@ from .runner import Runner
 
 IDENT = "multihome-monitor"
 LSM = "lsm"
+_BLOCK = re.compile(r"^(defaults|connection|group)\s*\{(.*?)^\}", re.M | re.S)
+_NAME = re.compile(r"^\s*name=(\S+)", re.M)
+
+
+def split_lsm_config(text: str) -> Dict[str, str]:
+    """The role's LSM config as one config per uplink (connections ``<uplink>.<n>`` and
+    the group ``<uplink>``). One LSM process sends at most one probe every 20-30 ms in
+    all, so a single process for every uplink's targets stretches each target's interval
+    (four targets at 50 ms were probed every 100 ms); one process per uplink keeps it."""
+    blocks = _BLOCK.findall(text)
+    defaults = "".join(f"{kind} {{{body}}}\n" for kind, body in blocks if kind == "defaults")
+    out: Dict[str, str] = {}
+    for kind, body in blocks:
+        found = _NAME.search(body)
+        if kind == "defaults" or not found:
+            continue
+        uplink = found.group(1).split(".", 1)[0]
+        out[uplink] = out.get(uplink, defaults) + f"\n{kind} {{{body}}}\n"
+    return out
 
 
 def parse_link_line(line: str) -> Optional[Tuple[str, bool]]:
@@ -60,7 +80,7 @@ class Monitor:
         self.iface_of = {u["name"]: u["interface"] for u in self.model["balance"]["uplinks"]}
         self.uplink_of = {v: k for k, v in self.iface_of.items()}
         self.carrier: Dict[str, bool] = {}
-        self.lsm: Optional[subprocess.Popen] = None
+        self.lsm: Dict[str, subprocess.Popen] = {}
         self.watch: Optional[subprocess.Popen] = None
         self.stopping = False
         self.reload = False
@@ -90,15 +110,24 @@ class Monitor:
             self.carrier[name] = parsed[1]
             self._event(name, parsed[1])
 
-    def _start_lsm(self) -> None:
+    def _start_lsm(self, only: Optional[str] = None) -> None:
         if not self.model["failover"].get("enabled", True):
             return
-        os.makedirs(self.paths.run_dir, exist_ok=True)
-        self.lsm = subprocess.Popen(
-            [LSM, "--no-fork", "--config", self.paths.lsm_conf,
-             "--pidfile", os.path.join(self.paths.run_dir, "lsm.pid")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
+        with open(self.paths.lsm_conf, encoding="utf-8") as fh:
+            configs = split_lsm_config(fh.read())
+        for uplink, text in sorted(configs.items()):
+            if only is not None and uplink != only:
+                continue
+            conf = os.path.join(self.paths.run_dir, f"lsm-{uplink}.conf")
+            fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            self.lsm[uplink] = subprocess.Popen(
+                [LSM, "--no-fork", "--config", conf,
+                 "--pidfile", os.path.join(self.paths.run_dir, f"lsm-{uplink}.pid")],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
 
     def _stop_child(self, proc: Optional[subprocess.Popen]) -> None:
         if proc is not None and proc.poll() is None:
@@ -125,7 +154,9 @@ class Monitor:
         while not self.stopping:
             if self.reload:
                 self.reload = False
-                self._stop_child(self.lsm)
+                for proc in self.lsm.values():
+                    self._stop_child(proc)
+                self.lsm = {}
                 self.model = load_model(self.paths)
                 self._start_lsm()
             try:
@@ -137,12 +168,14 @@ class Monitor:
                 if not line:
                     raise EngineError("ip monitor link exited")
                 self.on_line(line)
-            if self.lsm is not None and self.lsm.poll() is not None and not self.stopping:
-                lsm_restarts = [t for t in lsm_restarts if time.time() - t < 60] + [time.time()]
-                log_event(self.paths, f"lsm exited rc={self.lsm.returncode}; restarting", IDENT)
-                time.sleep(min(5.0, 0.2 * len(lsm_restarts)))
-                self._start_lsm()
-        self._stop_child(self.lsm)
+            for uplink, proc in list(self.lsm.items()):
+                if proc.poll() is not None and not self.stopping:
+                    lsm_restarts = [t for t in lsm_restarts if time.time() - t < 60] + [time.time()]
+                    log_event(self.paths, f"lsm ({uplink}) exited rc={proc.returncode}; restarting", IDENT)
+                    time.sleep(min(5.0, 0.2 * len(lsm_restarts)))
+                    self._start_lsm(only=uplink)
+        for proc in self.lsm.values():
+            self._stop_child(proc)
         self._stop_child(self.watch)
         log_event(self.paths, "monitor stopped", IDENT)
         return 0

@@ -23,3 +23,20 @@ def test_profiles_hold_bounds_recovery() -> None:
     assert fast["max_packet_loss"] > fast["min_packet_loss"]
     slow = monitor_settings("conservative", {"up_after": 20}, "x")
     assert slow["lsm"]["min_successive_pkts_rcvd"] == 20 and slow["interval_ms"] == 1000
+
+
+def test_lsm_config_split_per_uplink() -> None:
+    from ansible_collections.netops.multihome.plugins.module_utils.engine.monitor import split_lsm_config
+
+    text = (
+        "# managed\ndefaults {\n  name=defaults\n  status=2\n}\n\n"
+        "connection {\n  name=isp1.1\n  checkip=203.0.113.10\n}\n\n"
+        "connection {\n  name=isp1.2\n  checkip=203.0.113.11\n}\n\n"
+        "connection {\n  name=isp2\n  checkip=203.0.113.10\n}\n\n"
+        "group {\n  name=isp1\n  member-connection=isp1.1\n  member-connection=isp1.2\n}\n"
+    )
+    parts = split_lsm_config(text)
+    assert sorted(parts) == ["isp1", "isp2"]
+    assert all(p.startswith("defaults {\n  name=defaults") for p in parts.values())
+    assert "name=isp1.2" in parts["isp1"] and "member-connection=isp1.1" in parts["isp1"]
+    assert "isp1" not in parts["isp2"].replace("name=defaults", "")
