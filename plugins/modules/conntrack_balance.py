@@ -207,6 +207,15 @@ options:
     type: list
     elements: str
     default: []
+  recorded_states:
+    description:
+      - Also take an uplink out of the choice when the failover hook of the C(netops.multihome.multihome)
+        role has recorded it down (C(/var/lib/netops-multihome/state)). The records are read,
+        and the ruleset applied, under the lock the hook holds, so a failover event that
+        arrives during the run is never overwritten by an older view of the states.
+      - An uplink is down when its I(uplinks[].state) or its record says so.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -311,6 +320,9 @@ from ansible_collections.netops.multihome.plugins.module_utils.engine.balance im
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (  # noqa: E402
     EngineError,
 )
+from ansible_collections.netops.multihome.plugins.module_utils.engine.failover import (  # noqa: E402
+    apply_recorded,
+)
 from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import (  # noqa: E402
     Runner,
 )
@@ -363,6 +375,7 @@ ARGUMENT_SPEC = {
         },
     },
     "bypass": {"type": "list", "elements": "str", "default": [], "no_log": False},
+    "recorded_states": {"type": "bool", "default": False},
 }
 
 
@@ -372,8 +385,13 @@ def main() -> None:
         supports_check_mode=True,
         required_if=[("state", "present", ("uplinks", "lans"))],
     )
+    params = dict(module.params)
+    recorded = params.pop("recorded_states")
     try:
-        result = apply_policy(dict(module.params), Runner(), check=module.check_mode)
+        if recorded:
+            result = apply_recorded(params, Runner(), check=module.check_mode)
+        else:
+            result = apply_policy(params, Runner(), check=module.check_mode)
     except EngineError as exc:
         module.fail_json(msg=str(exc))
     out = {k: result[k] for k in ("changed", "ruleset", "commands", "changes")}

@@ -348,3 +348,54 @@ def test_bad_role_variable_fails_before_the_router_is_touched(router) -> None:
     assert bad.returncode != 0
     assert "multihome_balance_mode" in bad.stdout and "fastest" in bad.stdout, bad.stdout[-2000:]
     assert _snapshot(lab) == before
+
+
+HOLD_LOCK = r"""
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_event_during_a_converge_is_not_overwritten(router) -> None:
+    """The converge reads the recorded states under the hook's lock when it applies, so
+    an uplink recorded down while the play runs stays out of rotation."""
+    lab = router
+    lock = "/var/lib/netops-multihome/state.lock"
+    holder = subprocess.Popen(lab.argv("r1", ["python3", "-c", HOLD_LOCK, lock]),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    play = None
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
+                   ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1", PYTHONUNBUFFERED="1")
+        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(lab.inventory),
+                str(PLAYBOOK)]
+        play = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        for line in play.stdout:
+            if "Balance new LAN flows" in line:
+                break
+        time.sleep(2)
+        # We hold the lock, so we are the writer the hook would be: isp1 goes down now,
+        # after anything the play could have read before its balancing step.
+        now = f"{time.time():.3f}"
+        record = f"printf 'down {now}\\n' > {STATE}/.t && mv {STATE}/.t {STATE}/isp1.probe"
+        lab.run("r1", ["sh", "-c", record])
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    rest = play.communicate(timeout=300)[0]
+    assert play.returncode == 0, rest[-3000:]
+    try:
+        chain = lab.run("r1", ["nft", "list", "chain", "inet", TABLE, "choose"]).stdout
+        assert "mark_isp2" in chain and "mark_isp1" not in chain, chain
+        check = json.loads(lab.run("r1", ["multihome", "apply", "--check", "--json"]).stdout)
+        assert check["changed"] is False, check["commands"]
+    finally:
+        stamp = str(int(time.time()) + 1)
+        time.sleep(1.1)
+        lab.run("r1", [HOOK, "up", "isp1", "203.0.113.10", "wan1", "-", "0", "0", "0", "0", "0", "0", "0",
+                       "0", "198.51.100.2", "down", stamp])
+    assert states(lab) == {"isp1": "up", "isp2": "up"}
