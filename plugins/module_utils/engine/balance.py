@@ -63,13 +63,19 @@ def _labelled(parts: list[tuple[str, str]]) -> str:
 
 
 def apply_policy(
-    params: dict, runner: Runner, check: bool = False, states: dict[str, str] | None = None
+    params: dict,
+    runner: Runner,
+    check: bool = False,
+    states: dict[str, str] | None = None,
+    other_backend: bool = True,
 ) -> dict:
     """Make the kernel's balancing ruleset match ``params`` (the module's options).
 
     Returns {"changed", "before", "after", "ruleset", "commands", "changes"}. Validation
     (including that every interface exists) happens before anything is read or changed.
     With ``check`` nothing is applied but the result is computed the same way.
+    ``other_backend=False`` (the failover hook's hot path) skips reading the other
+    backend for leftovers: a converge or ``multihome apply`` has already removed them.
     """
     present = (params.get("state") or "present") == "present"
     policy = parse_policy(params, router_interfaces(runner) if present else None)
@@ -79,7 +85,7 @@ def apply_policy(
 
     # The wanted backend goes first; leftovers of the other backend are removed after it.
     nft_steps, ipt_steps = [], []
-    if use_nft or (shutil.which(nft.NFT) and nft.read_current(runner) is not None):
+    if use_nft or (other_backend and shutil.which(nft.NFT) and nft.read_current(runner) is not None):
         before, after, script, changes = _nft_part(nft_policy, runner, states)
         nft_steps.append(
             (
@@ -92,7 +98,7 @@ def apply_policy(
             )
         )
     for family in (4, 6):
-        if not use_nft or shutil.which(iptables.tools(family)[0]):
+        if not use_nft or (other_backend and shutil.which(iptables.tools(family)[0])):
             before, after, script, changes = _ipt_part(ipt_policy, runner, states, family)
             label = "iptables" if family == 4 else "ip6tables"
             ipt_steps.append(

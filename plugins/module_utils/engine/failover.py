@@ -168,7 +168,7 @@ DeleteFn = Callable[[int, int, Runner], int]
 def _default_apply(params: dict, runner: Runner, states: Dict[str, str]) -> dict:
     from .balance import apply_policy
 
-    return apply_policy(params, runner, states=states)
+    return apply_policy(params, runner, states=states, other_backend=False)
 
 
 def _default_delete(mark: int, mask: int, runner: Runner) -> int:
