@@ -144,16 +144,16 @@ def render_tables(
             pin_lines += [
                 f"-s {inside} -d {n} -g {target}"
                 for n in _fam(pin.destinations, family)
-                for inside, carriers, _ in groups
+                for inside, carriers, _choice in groups
                 if pin.uplink in carriers
             ]
     if family == 4:
         mangle["MH_PINS"] = [*pin_lines, "-g MH_CHOOSE"]
         mangle.update(choose_rules(policy, choice, family))
     else:
-        pin_lines += [f"-s {inside} -g {choose6_chain(i)}" for i, (inside, _, _) in enumerate(groups)]
+        pin_lines += [f"-s {group[0]} -g {choose6_chain(i)}" for i, group in enumerate(groups)]
         mangle["MH_PINS"] = pin_lines
-        for i, (_, _, group_choice) in enumerate(groups):
+        for i, (_inside, _carriers, group_choice) in enumerate(groups):
             mangle.update(choose_rules(policy, group_choice, family, choose6_chain(i)))
     for up in policy.uplinks:
         mangle[mark_chain(up)] = [

@@ -95,11 +95,11 @@ def pin_rules(policy: Policy, pins: Sequence[Pin], groups: Sequence = ()) -> lis
             else:
                 rules += [
                     f"{_saddr(inside)} {_daddr(n)} {target}"
-                    for inside, carriers, _ in groups
+                    for inside, carriers, _choice in groups
                     if up.name in carriers
                 ]
     if groups:
-        rules += [f"{_saddr(inside)} goto {choose6_chain(i)}" for i, (inside, _, _) in enumerate(groups)]
+        rules += [f"{_saddr(group[0])} goto {choose6_chain(i)}" for i, group in enumerate(groups)]
         rules.append("meta nfproto ipv6 accept")
     return [*rules, "goto choose"]
 
@@ -110,7 +110,7 @@ def render_chains(policy: Policy, choice: Choice, pins: Sequence[Pin], groups: S
     for up in policy.uplinks:
         chains[mark_chain(up)] = [_set_mark("ct", up.mark, mask), _set_mark("meta", up.mark, mask)]
     chains["choose"] = choose_rules(policy, choice)
-    for i, (_, _, group_choice) in enumerate(groups):
+    for i, (_inside, _carriers, group_choice) in enumerate(groups):
         chains[choose6_chain(i)] = choose_rules(policy, group_choice, (6,))
     chains["pins"] = pin_rules(policy, pins, groups)
 

@@ -37,7 +37,11 @@ def test_an_event_recorded_after_a_first_read_is_applied(tmp_path) -> None:
     """The race of a converge: whatever was recorded before the apply takes the lock wins."""
     paths = Paths.default(str(tmp_path))
     applied = []
-    fake = lambda params, runner, states: applied.append(states) or {"changed": False}  # noqa: E731
+
+    def fake(params, runner, states):
+        applied.append(states)
+        return {"changed": False}
+
     failover.apply_recorded(PARAMS, None, paths=paths, apply_fn=fake)
     failover.write_atomic(os.path.join(paths.state_dir, "isp2.probe"), "down 200.000\n")
     failover.apply_recorded(PARAMS, None, paths=paths, apply_fn=fake)
