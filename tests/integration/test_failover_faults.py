@@ -160,6 +160,7 @@ def test_dead_uplink_flows_move_and_only_its_conntrack_entries_go(router) -> Non
         lab.cut_upstream("isp1")
         assert wait_for(lambda: states(lab)["isp1"] == "down", 6), "isp1 not declared down"
         line = downs(event_lines(lab)[before:], "isp1")[-1]
+        assert "via=monitor" in line  # LSM's hook handed the event to the running monitor
         deleted = int(re.search(r"flows_deleted=(\d+)", line).group(1))
         # Only isp1's entries went: isp2's established flows are all still there.
         assert deleted >= 4 and _ct_count(lab, marks["isp2"]) >= live_before

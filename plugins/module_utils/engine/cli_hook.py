@@ -1,9 +1,13 @@
-"""Body of ``multihome-hook``, the script LSM runs on every state change."""
+"""Body of ``multihome-hook``, the script LSM runs on every state change.
+
+``process`` validates and applies one event; the running monitor calls it for events
+handed over its socket (``hookclient``), ``main`` calls it when no monitor answers.
+"""
 from __future__ import annotations
 
-import os
 import sys
-from typing import List, Optional
+import time
+from typing import List, Optional, Tuple
 
 from .errors import EngineError, ValidationError
 from .failover import handle_event, load_model, log_event, uplink_names
@@ -20,8 +24,9 @@ def _err(text: str) -> None:
 IDENT = "multihome-hook"
 
 
-def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner] = None) -> int:
-    paths = paths or Paths.default()
+def process(argv: List[str], paths: Paths, runner: Runner, started: float, via: str = "") -> Tuple[int, str]:
+    """Validate, record and apply one LSM event; log one line; return (rc, line).
+    ``started``: when the hook process started (wall clock), for the logged latency."""
     try:
         model = load_model(paths)
         event = parse_lsm_args(argv, uplink_names(model))
@@ -29,30 +34,26 @@ def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner
         # Refused input is quoted with repr() so control characters stay inert in the log.
         line = f"refused event: {exc} (argv={[a[:80] for a in argv[:20]]!r})"
         _log(paths, line)
-        _err(line)
-        return 2
+        return 2, line
     try:
-        result = handle_event(model, event.name, "probe", event.state, event.at, paths, runner or Runner())
+        result = handle_event(model, event.name, "probe", event.state, event.at, paths, runner)
     except EngineError as exc:
         line = f"uplink={event.name} source=probe state={event.state} failed: {exc}"
         _log(paths, line)
-        _err(line)
-        return 1
+        return 1, line
     extra = f" lsm={event.reported}" if event.reported != event.state else ""
-    _log(paths, f"{result.line()}{extra} process_ms={_process_ms()}")
-    return 0
+    line = f"{result.line()}{extra}{via} process_ms={(time.time() - started) * 1000:.0f}"
+    _log(paths, line)
+    return 0, line
 
 
-def _process_ms() -> str:
-    """Wall time since this process started (includes the interpreter's start-up)."""
-    try:
-        with open("/proc/self/stat", encoding="ascii") as fh:
-            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime", encoding="ascii") as fh:
-            uptime = float(fh.read().split()[0])
-        return f"{(uptime - start_ticks / os.sysconf('SC_CLK_TCK')) * 1000:.0f}"
-    except (OSError, ValueError, IndexError):
-        return "?"
+def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner] = None) -> int:
+    from .hookclient import process_started
+
+    rc, line = process(argv, paths or Paths.default(), runner or Runner(), process_started())
+    if rc:
+        _err(line)
+    return rc
 
 
 def _log(paths: Paths, line: str) -> None:
@@ -60,3 +61,5 @@ def _log(paths: Paths, line: str) -> None:
         log_event(paths, line, IDENT)
     except OSError as exc:
         _err(f"{IDENT}: cannot write event log: {exc}")
+
+

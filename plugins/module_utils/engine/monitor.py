@@ -7,18 +7,23 @@ handled in-process within milliseconds. ``run`` supervises both until SIGTERM;
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import select
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
+from .cli_hook import process as process_hook_event
 from .errors import EngineError
 from .failover import handle_event, load_model, log_event, uplink_names
+from .hookclient import MAX_REQUEST
 from .paths import Paths
 from .runner import Runner
 
@@ -84,6 +89,7 @@ class Monitor:
         self.watch: Optional[subprocess.Popen] = None
         self.stopping = False
         self.reload = False
+        self.server: Optional[socket.socket] = None
 
     def _event(self, uplink: str, up: bool) -> None:
         state = "up" if up else "down"
@@ -129,6 +135,44 @@ class Monitor:
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
 
+    def _listen(self) -> socket.socket:
+        """The hook's fast path (see hookclient): root only, in a 0700 directory."""
+        os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.paths.run_dir, 0o700)
+        path = os.path.join(self.paths.run_dir, "hook.sock")
+        if os.path.exists(path):
+            os.unlink(path)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        os.chmod(path, 0o600)
+        server.listen(64)
+        return server
+
+    def serve_hook(self, server: socket.socket) -> None:
+        """Answer one hook: validate, apply and log exactly as the hook itself would."""
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(2.0)
+            try:
+                uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+                data = b""
+                while len(data) <= MAX_REQUEST:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                request = json.loads(data.decode()) if len(data) <= MAX_REQUEST and uid == 0 else None
+                argv, started = request["argv"], float(request["started"])  # type: ignore[index]
+                if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+                    raise TypeError("argv is not a list of strings")
+            except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+                # No answer: the hook falls back to handling (and refusing) it itself.
+                log_event(self.paths, f"hook request not understood: {type(exc).__name__}", IDENT)
+                return
+            rc, line = process_hook_event(argv, self.paths, self.runner, started, via=" via=monitor")
+            with contextlib.suppress(OSError):  # the hook gave up waiting; it is applied
+                conn.sendall(json.dumps({"rc": rc, "line": line}).encode())
+
     def _stop_child(self, proc: Optional[subprocess.Popen]) -> None:
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -148,6 +192,7 @@ class Monitor:
         # LSM starts with every connection "unknown" and reports each one's first verdict
         # (unknown_up_notify), so the recorded probe states stand until LSM has seen.
         self.sync_carriers()
+        self.server = self._listen()
         self._start_lsm()
         log_event(self.paths, f"monitor started pid={os.getpid()} uplinks={','.join(self.names)}", IDENT)
         lsm_restarts: List[float] = []
@@ -160,10 +205,12 @@ class Monitor:
                 self.model = load_model(self.paths)
                 self._start_lsm()
             try:
-                ready = select.select([self.watch.stdout], [], [], 1.0)[0]
+                ready = select.select([self.watch.stdout, self.server], [], [], 1.0)[0]
             except InterruptedError:
                 continue
-            if ready:
+            if self.server in ready:
+                self.serve_hook(self.server)
+            if self.watch.stdout in ready:
                 line = self.watch.stdout.readline()  # type: ignore[union-attr]
                 if not line:
                     raise EngineError("ip monitor link exited")
@@ -177,6 +224,8 @@ class Monitor:
         for proc in self.lsm.values():
             self._stop_child(proc)
         self._stop_child(self.watch)
+        self.server.close()
+        os.unlink(os.path.join(self.paths.run_dir, "hook.sock"))
         log_event(self.paths, "monitor stopped", IDENT)
         return 0
 
