@@ -24,6 +24,7 @@ from .cli_hook import process as process_hook_event
 from .errors import EngineError
 from .failover import handle_event, load_model, log_event, uplink_names
 from .hookclient import MAX_REQUEST
+from .hookclient import decode as decode_request
 from .paths import Paths
 from .runner import Runner
 
@@ -161,17 +162,16 @@ class Monitor:
                     if not chunk:
                         break
                     data += chunk
-                request = json.loads(data.decode()) if len(data) <= MAX_REQUEST and uid == 0 else None
-                argv, started = request["argv"], float(request["started"])  # type: ignore[index]
-                if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-                    raise TypeError("argv is not a list of strings")
-            except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+                if uid != 0 or len(data) > MAX_REQUEST:
+                    raise PermissionError(f"uid {uid}, {len(data)} bytes")
+                argv, started = decode_request(data)
+            except (OSError, ValueError) as exc:
                 # No answer: the hook falls back to handling (and refusing) it itself.
                 log_event(self.paths, f"hook request not understood: {type(exc).__name__}", IDENT)
                 return
             rc, line = process_hook_event(argv, self.paths, self.runner, started, via=" via=monitor")
             with contextlib.suppress(OSError):  # the hook gave up waiting; it is applied
-                conn.sendall(json.dumps({"rc": rc, "line": line}).encode())
+                conn.sendall(f"{rc}\n{line}".encode("utf-8", "replace"))
 
     def _stop_child(self, proc: Optional[subprocess.Popen]) -> None:
         if proc is not None and proc.poll() is None:

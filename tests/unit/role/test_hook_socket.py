@@ -49,7 +49,7 @@ def test_malformed_request_gets_no_answer(router) -> None:  # noqa: F811
         thread = _serve_once(monitor, server)
         client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         client.connect(os.path.join(paths.run_dir, "hook.sock"))
-        client.sendall(b'{"argv": "up isp1; reboot", "started": 0}')
+        client.sendall(b"not-a-time\0up\0isp1")
         client.shutdown(socket.SHUT_WR)
         assert client.recv(100) == b""
         client.close()
@@ -58,3 +58,9 @@ def test_malformed_request_gets_no_answer(router) -> None:  # noqa: F811
         server.close()
     with open(paths.events) as fh:
         assert "hook request not understood" in fh.read()
+
+
+def test_request_round_trip_keeps_empty_and_odd_arguments() -> None:
+    argv = ["up", "isp1", "", "", "x;y", "\u00e9"]
+    assert hookclient.decode(hookclient.encode(argv, 12.5)) == (argv, 12.5)
+    assert hookclient.decode(hookclient.encode([], 1.0)) == ([], 1.0)
