@@ -35,6 +35,7 @@ def test_hook_apply_reads_no_iptables(monkeypatch) -> None:
     hook, converge = RecordingRunner(), RecordingRunner()
     failover._default_apply(PARAMS, hook, {"isp1": "down", "isp2": "up"})
     balance.apply_policy(PARAMS, converge, states={"isp1": "down", "isp2": "up"})
-    tools = lambda runner: {argv[0] for argv in runner.argvs}  # noqa: E731
-    assert not any("tables" in t for t in tools(hook)), hook.argvs
-    assert {"iptables-save", "ip6tables-save"} <= tools(converge), converge.argvs
+    hook_tools = {argv[0] for argv in hook.argvs}
+    converge_tools = {argv[0] for argv in converge.argvs}
+    assert not any("tables" in t for t in hook_tools), hook.argvs
+    assert {"iptables-save", "ip6tables-save"} <= converge_tools, converge.argvs
