@@ -93,10 +93,11 @@ ee: build
 integration: setup
 	$(TIMED) $(PY) -m pytest -q tests/integration
 
+# Every scenario (molecule/shared holds their common create/destroy, not a scenario).
 molecule: setup
-	$(TIMED) if ls molecule/*/molecule.yml >/dev/null 2>&1; then \
-		for s in $$(ls molecule); do (cd $(CURDIR) && $(BIN)/molecule test -s $$s) || exit 1; done; \
-	else echo "no molecule scenarios yet"; fi
+	$(TIMED) for f in molecule/*/molecule.yml; do \
+		s=$$(basename $$(dirname $$f)); $(BIN)/molecule test -s $$s || exit 1; \
+	done
 
 lab-up: setup
 	$(PY) lab/mhlab.py up

@@ -61,5 +61,3 @@ def _log(paths: Paths, line: str) -> None:
         log_event(paths, line, IDENT)
     except OSError as exc:
         _err(f"{IDENT}: cannot write event log: {exc}")
-
-

@@ -70,7 +70,7 @@ def ask(argv: list[str], path: str | None = None) -> dict | None:
             if not chunk:
                 break
             data += chunk
-        rc, _, line = data.decode("utf-8", "replace").partition("\n")
+        rc, _sep, line = data.decode("utf-8", "replace").partition("\n")
         return {"rc": int(rc), "line": line}
     except (OSError, ValueError):
         # Connected but no usable answer: the monitor may have applied the event, so

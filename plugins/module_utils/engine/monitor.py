@@ -151,7 +151,7 @@ class Monitor:
 
     def serve_hook(self, server: socket.socket) -> None:
         """Answer one hook: validate, apply and log exactly as the hook itself would."""
-        conn, _ = server.accept()
+        conn, _peer = server.accept()
         with conn:
             conn.settimeout(2.0)
             try:

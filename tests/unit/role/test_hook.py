@@ -1,7 +1,6 @@
 """Hook argument validation and the state bookkeeping of failover events."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,10 +9,6 @@ import pytest
 from ansible_collections.netops.multihome.plugins.module_utils.engine import cli_hook, failover
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
 from ansible_collections.netops.multihome.plugins.module_utils.engine.hookargs import parse_lsm_args
-from ansible_collections.netops.multihome.plugins.module_utils.engine.paths import Paths
-from ansible_collections.netops.multihome.plugins.module_utils.engine.rolemodel import build_model
-
-from .test_model import GOOD
 
 NAMES = ["isp1", "isp2"]
 
@@ -45,16 +40,6 @@ def test_lsm_args_accepted() -> None:
 def test_hostile_lsm_args_refused(argv) -> None:
     with pytest.raises(ValidationError):
         parse_lsm_args(argv, NAMES)
-
-
-@pytest.fixture
-def router(tmp_path):
-    paths = Paths.default(str(tmp_path))
-    os.makedirs(os.path.dirname(paths.model))
-    model = build_model(GOOD)
-    with open(paths.model, "w") as fh:
-        json.dump(model, fh)
-    return paths, model
 
 
 class Recorder:

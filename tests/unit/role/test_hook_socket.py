@@ -8,7 +8,7 @@ import threading
 from ansible_collections.netops.multihome.plugins.module_utils.engine import hookclient
 from ansible_collections.netops.multihome.plugins.module_utils.engine.monitor import Monitor
 
-from .test_hook import lsm_argv, router  # noqa: F401 (fixture)
+from .test_hook import lsm_argv
 
 
 def _serve_once(monitor: Monitor, server: socket.socket) -> threading.Thread:
@@ -17,7 +17,7 @@ def _serve_once(monitor: Monitor, server: socket.socket) -> threading.Thread:
     return thread
 
 
-def test_monitor_answers_the_hook_and_refuses_hostile_input(router) -> None:  # noqa: F811
+def test_monitor_answers_the_hook_and_refuses_hostile_input(router) -> None:
     paths = router[0]
     monitor = Monitor(paths)
     server = monitor._listen()
@@ -41,7 +41,7 @@ def test_no_monitor_means_no_answer(tmp_path) -> None:
     assert hookclient.ask(["up", "isp1"], str(tmp_path / "absent.sock")) is None
 
 
-def test_malformed_request_gets_no_answer(router) -> None:  # noqa: F811
+def test_malformed_request_gets_no_answer(router) -> None:
     paths = router[0]
     monitor = Monitor(paths)
     server = monitor._listen()
