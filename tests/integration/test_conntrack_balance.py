@@ -428,6 +428,27 @@ def test_ipv6_only_via_uplinks_that_can_carry_it_and_nptv6_balanced(router: Lab,
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_spoofed_ipv6_source_from_a_lan_never_leaves_the_router(router: Lab, backend: str) -> None:
+    """IPv6 has no rp_filter: the ruleset drops a LAN host's packets sent from another LAN's
+    prefix (NPTv6 would otherwise translate them and send them upstream)."""
+    rotation_start(router, backend, "round_robin")
+    for isp in ISPS:
+        router.isp_probe(isp, "ip6 nexthdr tcp tcp dport 5001")
+    spoof = "fd00:0:1:2::99"  # lan2's prefix, sent from c1 on lan1
+    router.run("c1", ["ip", "addr", "add", f"{spoof}/128", "dev", "eth0", "nodad"])
+    try:
+        assert router.flows("c1", 3, family=6, src=spoof, timeout=0.5) == ["error:timeout"] * 3
+        assert sum(router.isp_probed(isp) for isp in ISPS) == 0
+        # the same host from its own address goes out as usual
+        assert all(not r.startswith("error") for r in router.flows("c1", 3, family=6, src=C1_ULA))
+        assert sum(router.isp_probed(isp) for isp in ISPS) > 0
+    finally:
+        router.run("c1", ["ip", "addr", "del", f"{spoof}/128", "dev", "eth0"])
+        for isp in ISPS:
+            router.isp_clear_probes(isp)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_ipv6_prefix_no_uplink_can_carry_is_rejected_before_any_change(router: Lab, backend: str) -> None:
     apply(router, base_params(router, backend))
     listing = ruleset_text(router)

@@ -124,6 +124,9 @@ def render_tables(
     mangle["MH_PRE"] = pre
 
     lan = ["-m conntrack --ctdir REPLY -j RETURN"]
+    if family == 6:
+        # IPv6 has no rp_filter sysctl: drop spoofed sources as rp_filter=1 does for IPv4.
+        lan.append("! -s ::/128 -m rpfilter --invert -j DROP")
     lan += [f"-d {n} -j RETURN" for n in _fam(policy.lan_prefixes, family)]
     lan += [f"-d {n} -j RETURN" for n in _fam(policy.bypass, family)]
     kinds = ("LOCAL", "BROADCAST", "MULTICAST") if family == 4 else ("LOCAL", "MULTICAST")

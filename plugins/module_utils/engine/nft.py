@@ -114,7 +114,9 @@ def render_chains(policy: Policy, choice: Choice, pins: Sequence[Pin], groups: S
         chains[choose6_chain(i)] = choose_rules(policy, group_choice, (6,))
     chains["pins"] = pin_rules(policy, pins, groups)
 
-    from_lan = ["ct direction reply accept"]
+    # IPv6 has no rp_filter sysctl: drop new LAN flows whose source would not route back
+    # out of the interface they came in on (a spoofed source), as rp_filter=1 does for IPv4.
+    from_lan = ["ct direction reply accept", "ip6 saddr != :: fib saddr . iif oif missing drop"]
     from_lan += [f"{_daddr(n)} accept" for n in policy.lan_prefixes]
     from_lan += [f"{_daddr(n)} accept" for n in policy.bypass]
     from_lan += ["fib daddr type { local, broadcast, multicast } accept", "ip6 daddr fe80::/10 accept"]

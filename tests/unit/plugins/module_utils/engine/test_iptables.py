@@ -164,4 +164,5 @@ def test_ipv6_is_balanced_only_among_uplinks_that_translate_its_source():
         "-A MH_CHOOSE6_0 -g MH_MARK_isp1",
     ]
     assert "-A MH_LAN -s 2001:db8:101:1::/64 -g MH_MARK_isp1" in m["MH_LAN"]
+    assert "-A MH_LAN ! -s ::/128 -m rpfilter --invert -j DROP" in m["MH_LAN"]  # IPv6 reverse path
     assert "MH_CHOOSE6_0" not in tables(with_ipv6(), family=4)["mangle"]

@@ -43,6 +43,7 @@ def test_mark_chain_sets_only_bits_under_the_mask():
 def test_lan_to_lan_bypass_and_local_are_never_marked():
     lan = chains(with_ipv6())["from_lan"]
     assert lan[0] == "ct direction reply accept"
+    assert lan[1] == "ip6 saddr != :: fib saddr . iif oif missing drop"  # IPv6 reverse-path check
     for dst in ("192.168.1.0/24", "192.168.2.0/24", "10.0.0.0/8"):
         assert f"ip daddr {dst} accept" in lan
     assert "ip6 daddr fd00:0:1:1::/64 accept" in lan
