@@ -5,6 +5,7 @@ A module picks its topology with a module-level ``LAB_TOPOLOGY = "three_isp"``
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ COLLECTIONS = ROOT / ".build" / "collections"
 _link = COLLECTIONS / "ansible_collections" / "netops" / "multihome"
 if not _link.exists():
     _link.parent.mkdir(parents=True, exist_ok=True)
-    _link.symlink_to(ROOT)
+    with contextlib.suppress(FileExistsError):  # parallel workers may race to create it
+        _link.symlink_to(ROOT)
 sys.path.insert(0, str(COLLECTIONS))
 
 from harness import Lab, lab_name  # noqa: E402

@@ -3,17 +3,6 @@
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[5]
-COLLECTIONS = ROOT / ".build" / "collections"
-_link = COLLECTIONS / "ansible_collections" / "netops" / "multihome"
-if not _link.exists():
-    _link.parent.mkdir(parents=True, exist_ok=True)
-    _link.symlink_to(ROOT)
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
 
 BASE = {
     "backend": "nftables",
