@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -155,3 +156,58 @@ def test_carrier_loss_is_seen_within_half_a_second(converged) -> None:
     finally:
         lab.carrier_up("isp2")
     assert wait_for(lambda: state_of(lab, "isp2") == "up", 10.0) is not None
+
+
+class AdminSession:
+    """A real SSH session from the internet to one of r1's uplink addresses, printing a line
+    every 0.2 s; records when each line arrived."""
+
+    def __init__(self, lab, address: str) -> None:
+        key = str(lab.dir / "id_ed25519")
+        self.proc = lab.popen("inet", ["ssh", "-i", key, "-p", "2222", "-o", "BatchMode=yes",
+                                       "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                                       "-o", "LogLevel=ERROR", f"root@{address}",
+                                       "while :; do echo tick; sleep 0.2; done"])
+        self.arrivals: list = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for _line in self.proc.stdout:
+            self.arrivals.append(time.monotonic())
+
+    def max_gap(self, since: float) -> float:
+        points = [t for t in self.arrivals if t >= since] + [time.monotonic()]
+        return max(b - a for a, b in zip(points, points[1:]))
+
+    def close(self) -> str:
+        alive = self.proc.poll() is None
+        self.proc.kill()
+        _out, err = self.proc.communicate()
+        return "" if alive else f"ended rc={self.proc.returncode}: {err}"
+
+
+def test_admin_ssh_sessions_on_both_uplinks_survive_reconverge_failover_and_recovery(converged) -> None:
+    lab = converged
+    config = lab.dir / "r1" / "sshd_config"
+    lab.run("r1", ["/usr/sbin/sshd", "-f", str(config), "-o", "Port=2222", "-o", f"ListenAddress={ISP1}",
+                   "-o", f"ListenAddress={ISP2}", "-o", "PidFile=/run/sshd-admin.pid"])
+    sessions = {}
+    try:
+        sessions = {isp: AdminSession(lab, addr) for isp, addr in (("isp1", ISP1), ("isp2", ISP2))}
+        assert wait_for(lambda: all(len(s.arrivals) >= 3 for s in sessions.values()), 10), "no SSH session"
+        start = time.monotonic()
+        reconverge = playbook(lab, "-e", "multihome_balance_mode=random")
+        assert reconverge.returncode == 0 and recap(reconverge)["changed"] > 0, reconverge.stdout[-3000:]
+        lab.cut_upstream("isp1")
+        assert wait_for(lambda: state_of(lab, "isp1") == "down", 6.0) is not None
+        lab.restore_upstream("isp1")
+        restored = time.monotonic()
+        assert wait_for(lambda: state_of(lab, "isp1") == "up", 10.0) is not None
+        # The isp2 session never noticed; the isp1 one was cut with its ISP and carries on.
+        assert sessions["isp2"].max_gap(start) < 1.0
+        assert wait_for(lambda: any(t > restored for t in sessions["isp1"].arrivals), 15.0) is not None
+        assert sessions["isp1"].max_gap(time.monotonic() - 2) < 1.0
+    finally:
+        ended = {isp: s.close() for isp, s in sessions.items()}
+        lab.run("r1", ["sh", "-c", "kill $(cat /run/sshd-admin.pid)"], check=False)
+    assert ended == {"isp1": "", "isp2": ""}
