@@ -21,7 +21,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,11 +37,7 @@ TARGETS = {"upstream": 2.0, "carrier": 0.5, "failback": 5.0, "flap": 1, "loss": 
 
 
 def playbook(lab: Lab, *extra: str) -> None:
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
-               ANSIBLE_HOST_KEY_CHECKING="False")
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(lab.inventory),
-            str(ROOT / "playbooks" / "site.yml"), *extra]
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    proc = lab.playbook(*extra)
     if proc.returncode != 0:
         raise SystemExit(f"site.yml failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
 

@@ -83,6 +83,14 @@ class Lab:
         return subprocess.Popen(self.argv(node, cmd), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
+    def playbook(self, *extra: str, playbook: Optional[Path] = None) -> subprocess.CompletedProcess:
+        """Run site.yml (or PLAYBOOK) against this lab's inventory with this checkout's collection."""
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
+                   ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1")
+        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.inventory),
+                str(playbook or ROOT / "playbooks" / "site.yml"), *extra]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+
     def ssh(self, router: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a shell command on a router the way an administrator does: over SSH."""
         info = self.state["routers"][router]
@@ -289,6 +297,16 @@ def first_via(flows: List[list], source: str, since: float) -> Optional[float]:
     """Seconds from SINCE until the first new flow that left with SOURCE."""
     times = [t for t, r in flows if t >= since and r == source]
     return min(times) - since if times else None
+
+
+def wait_for(predicate, timeout: float, step: float = 0.05) -> Optional[float]:
+    """Seconds until PREDICATE() was true, or None if it never was within TIMEOUT."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(step)
+    return None
 
 
 def lab_name(default: str) -> str:

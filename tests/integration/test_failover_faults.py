@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
+from harness import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "site.yml"
@@ -29,23 +30,6 @@ STATE = "/var/lib/netops-multihome/state"
 TABLE = "netops_multihome"
 ISP1, ISP2 = "198.51.100.2", "198.51.100.6"
 HOLD_S = 2.5  # the fast profile's hold: 50 answered probes 50 ms apart
-
-
-def playbook(lab, *extra: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
-               ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1")
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(lab.inventory),
-            str(PLAYBOOK), *extra]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
-
-
-def wait_for(predicate, timeout: float, step: float = 0.05):
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(step)
-    return None
 
 
 def states(lab) -> Dict[str, str]:
@@ -72,7 +56,7 @@ def healthy(lab) -> None:
 
 @pytest.fixture(scope="module")
 def router(lab):
-    first = playbook(lab)
+    first = lab.playbook()
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     # LSM reports its first verdicts once the hold time has passed.
     assert wait_for(lambda: all("probe=up" in lab.run("r1", ["cat", f"{STATE}/{u}"], check=False).stdout
@@ -345,7 +329,7 @@ def _snapshot(lab) -> Dict[str, str]:
 def test_bad_role_variable_fails_before_the_router_is_touched(router) -> None:
     lab = router
     before = _snapshot(lab)
-    bad = playbook(lab, "-e", json.dumps({"multihome_balance_mode": "fastest"}))
+    bad = lab.playbook("-e", json.dumps({"multihome_balance_mode": "fastest"}))
     assert bad.returncode != 0
     assert "multihome_balance_mode" in bad.stdout and "fastest" in bad.stdout, bad.stdout[-2000:]
     assert _snapshot(lab) == before

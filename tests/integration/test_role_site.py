@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,33 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOK = ROOT / "playbooks" / "site.yml"
 ISP1, ISP2 = "198.51.100.2", "198.51.100.6"
-
-
-def playbook(lab, *extra: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
-               ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1")
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(lab.inventory),
-            str(PLAYBOOK), *extra]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
 
 
 def recap(proc: subprocess.CompletedProcess) -> dict:
     found = re.search(r"r1\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", proc.stdout)
     assert found, proc.stdout[-3000:] + proc.stderr[-2000:]
     return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, found.groups())))
-
-
-def wait_for(predicate, timeout: float, step: float = 0.05):
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(step)
-    return None
 
 
 def status(lab) -> dict:
@@ -56,7 +38,7 @@ def state_of(lab, uplink: str) -> str:
 
 @pytest.fixture(scope="module")
 def converged(lab):
-    first = playbook(lab)
+    first = lab.playbook()
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     assert recap(first)["changed"] > 0
     # LSM reports its first verdicts once the hold time has passed.
@@ -66,12 +48,12 @@ def converged(lab):
 
 
 def test_second_run_changes_nothing(converged) -> None:
-    again = playbook(converged)
+    again = converged.playbook()
     assert again.returncode == 0 and recap(again)["changed"] == 0, again.stdout[-3000:]
 
 
 def test_check_mode_reports_no_change_on_a_converged_router(converged) -> None:
-    checked = playbook(converged, "--check", "--diff")
+    checked = converged.playbook("--check", "--diff")
     assert checked.returncode == 0 and recap(checked)["changed"] == 0, checked.stdout[-3000:]
 
 
@@ -196,7 +178,7 @@ def test_admin_ssh_sessions_on_both_uplinks_survive_reconverge_failover_and_reco
         sessions = {isp: AdminSession(lab, addr) for isp, addr in (("isp1", ISP1), ("isp2", ISP2))}
         assert wait_for(lambda: all(len(s.arrivals) >= 3 for s in sessions.values()), 10), "no SSH session"
         start = time.monotonic()
-        reconverge = playbook(lab, "-e", "multihome_balance_mode=random")
+        reconverge = lab.playbook("-e", "multihome_balance_mode=random")
         assert reconverge.returncode == 0 and recap(reconverge)["changed"] > 0, reconverge.stdout[-3000:]
         lab.cut_upstream("isp1")
         assert wait_for(lambda: state_of(lab, "isp1") == "down", 6.0) is not None
