@@ -314,14 +314,14 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.netops.multihome.plugins.module_utils.engine.balance import (  # noqa: E402
-    apply_policy,
-)
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (  # noqa: E402
     EngineError,
 )
-from ansible_collections.netops.multihome.plugins.module_utils.engine.failover import (  # noqa: E402
+from ansible_collections.netops.multihome.plugins.module_utils.engine.failover.state import (  # noqa: E402
     apply_recorded,
+)
+from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset.apply import (  # noqa: E402
+    apply_policy,
 )
 from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import (  # noqa: E402
     Runner,

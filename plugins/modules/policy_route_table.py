@@ -265,7 +265,7 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (  # noqa: E402
     EngineError,
 )
-from ansible_collections.netops.multihome.plugins.module_utils.engine.routing import (  # noqa: E402
+from ansible_collections.netops.multihome.plugins.module_utils.engine.routing.table import (  # noqa: E402
     apply_table,
 )
 from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import (  # noqa: E402

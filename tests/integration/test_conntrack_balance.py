@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import pytest
-from ansible_collections.netops.multihome.plugins.module_utils.engine import balance
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
+from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset import apply as balance
 from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult, Runner
 from harness import Lab
 

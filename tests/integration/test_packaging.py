@@ -29,10 +29,10 @@ MUST_SHIP = [
     "plugins/modules/policy_route_table.py",
     "plugins/modules/conntrack_balance.py",
     "plugins/module_utils/engine/__init__.py",
-    "plugins/module_utils/engine/balance.py",
-    "plugins/module_utils/engine/routing.py",
-    "plugins/module_utils/engine/cli.py",
-    "plugins/module_utils/engine/cli_hook.py",
+    "plugins/module_utils/engine/ruleset/apply.py",
+    "plugins/module_utils/engine/routing/table.py",
+    "router/cli.py",
+    "router/hook.py",
     "roles/multihome/meta/argument_specs.yml",
     "roles/multihome/tasks/main.yml",
     "roles/multihome/defaults/main.yml",
@@ -82,8 +82,9 @@ def test_tarball_carries_engine_hook_cli_and_role_but_no_dev_tooling(tarball) ->
     assert not missing, f"missing from the tarball: {missing}"
     leaked = sorted(n for n in names if any(n.startswith(p) or p in n for p in MUST_NOT_SHIP))
     assert not leaked, f"dev tooling in the tarball: {leaked}"
-    engine = {n for n in names if n.startswith("plugins/module_utils/engine/")}
-    in_repo = {str(p.relative_to(ROOT)) for p in (ROOT / "plugins/module_utils/engine").glob("*.py")}
+    engine = {n for n in names if n.startswith(("plugins/module_utils/engine/", "router/"))}
+    in_repo = {str(p.relative_to(ROOT)) for top in ("plugins/module_utils/engine", "router")
+               for p in (ROOT / top).rglob("*.py")}
     assert in_repo <= engine, f"engine files not shipped: {sorted(in_repo - engine)}"
 
 
@@ -107,7 +108,7 @@ def test_site_yml_from_installed_collection_makes_a_multihomed_router(installed,
 
     # What the tarball brought is on the router and runs there: the CLI over the engine and the hook.
     lab.run("r1", ["test", "-x", "/usr/local/lib/netops-multihome/multihome-hook"])
-    lab.run("r1", ["test", "-f", "/usr/local/lib/netops-multihome/engine/balance.py"])
+    lab.run("r1", ["test", "-f", "/usr/local/lib/netops-multihome/engine/ruleset/apply.py"])
     assert "isp1" in lab.run("r1", ["multihome", "status"]).stdout
 
     # And the router balances real flows from a LAN client over both ISPs.

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.netops.multihome.plugins.module_utils.engine import balance, failover
+from ansible_collections.netops.multihome.plugins.module_utils.engine.failover import state as failover
+from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset import apply as balance
 from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult
 
 PARAMS = {

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 # isort: off
 from test_policy_params import INTERFACES, params, with_ipv6, with_uplink  # puts the collection on sys.path
-from ansible_collections.netops.multihome.plugins.module_utils.engine import nft
-from ansible_collections.netops.multihome.plugins.module_utils.engine.policy import (
+from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset import nft
+from ansible_collections.netops.multihome.plugins.module_utils.engine.model.policy import parse_policy
+from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset.choice import (
     active_pins,
-    parse_policy,
     plan_choice,
     plan_choice_v6,
 )

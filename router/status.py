@@ -7,9 +7,9 @@ import re
 import time
 from typing import Any, Dict, List, Optional
 
-from .failover import uplink_names, uplink_state
-from .paths import Paths
-from .runner import Runner
+from engine.failover.state import uplink_names, uplink_state
+from engine.paths import Paths
+from engine.runner import Runner
 
 _MARK = re.compile(r"\bmark=(\d+)")
 

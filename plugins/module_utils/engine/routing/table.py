@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import EngineError, ValidationError
+from ..model.table_spec import MAIN_TABLE, TableSpec, parse_params
+from ..runner import Runner
 from . import iproute, rt_tables
-from .errors import EngineError, ValidationError
 from .iproute import FULL_MASK, Link, Route, Rule
-from .routing_spec import MAIN_TABLE, TableSpec, parse_params
-from .runner import Runner
 
 FAMILIES = (4, 6)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
+from ..errors import EngineError
+from ..model.policy import Policy, parse_policy
+from ..model.policy import policy_marks as _marks
+from ..runner import Runner
 from . import iptables, nft
-from .errors import EngineError
-from .policy import Policy, active_pins, parse_policy, plan_choice, plan_choice_v6
-from .policy import policy_marks as _marks
-from .runner import Runner
+from .choice import active_pins, plan_choice, plan_choice_v6
 
 
 def router_interfaces(runner: Runner) -> set[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Dict, List
 
-from .errors import EngineError, ValidationError
+from ..errors import EngineError, ValidationError
 
 PROC = "/proc/sys"
 

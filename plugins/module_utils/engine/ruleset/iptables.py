@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import EngineError
-from .policy import Choice, Pin, Policy, Uplink
-from .runner import Runner
+from ..errors import EngineError
+from ..model.policy import Pin, Policy, Uplink
+from ..runner import Runner
+from .choice import Choice
 
 PREFIX = "MH_"
 HMARK_SEED = 0x4D48  # fixed so a re-apply renders the same rule

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .errors import EngineError, ValidationError
-from .paths import Paths
-from .runner import Runner
+from ..errors import EngineError, ValidationError
+from ..paths import Paths
+from ..runner import Runner
 
 SOURCES = ("probe", "carrier")
 STATES = ("up", "down")
@@ -166,13 +166,13 @@ DeleteFn = Callable[[int, int, Runner], int]
 
 
 def _default_apply(params: dict, runner: Runner, states: Dict[str, str]) -> dict:
-    from .balance import apply_policy
+    from ..ruleset.apply import apply_policy
 
     return apply_policy(params, runner, states=states, other_backend=False)
 
 
 def _default_delete(mark: int, mask: int, runner: Runner) -> int:
-    from .conntrack import delete_by_mark
+    from ..ruleset.conntrack import delete_by_mark
 
     return delete_by_mark(mark, mask, runner)
 
@@ -241,7 +241,7 @@ def apply_recorded(params: dict, runner: Runner, check: bool = False, paths: Opt
         states = {u["name"]: "down" if "down" in (u.get("state"), recorded[u["name"]]) else "up"
                   for u in uplinks}
         if check:
-            from .balance import apply_policy
+            from ..ruleset.apply import apply_policy
 
             return apply_policy(params, runner, check=True, states=states)
         return apply_fn(params, runner, states)

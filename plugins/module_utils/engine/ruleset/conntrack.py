@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from .errors import EngineError
-from .runner import Runner
+from ..errors import EngineError
+from ..runner import Runner
 
 _DELETED = re.compile(r"(\d+) flow entries have been deleted")
 FAMILIES = {None: ("ipv4", "ipv6"), 4: ("ipv4",), 6: ("ipv6",), "ipv4": ("ipv4",), "ipv6": ("ipv6",)}

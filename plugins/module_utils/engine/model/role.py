@@ -10,18 +10,16 @@ value and what is allowed. Pure: no kernel access, runs on the controller.
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..errors import ValidationError
 from . import naming
-from .errors import ValidationError
+from . import vocabulary as vocab
 from .policy import parse_policy
 from .profiles import monitor_settings
-from .routing_spec import parse_params as parse_table_params
+from .table_spec import parse_params as parse_table_params
 
 MODEL_VERSION = 1
-UPLINK_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,11}$")
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 UPLINKS = "multihome_uplinks"
 LANS = "multihome_lans"
 
@@ -43,16 +41,11 @@ def _get(role_vars: Dict[str, Any], key: str, default: Any) -> Any:
 def _list_of_dicts(option: str, value: Any, min_items: int = 0) -> List[Dict[str, Any]]:
     if value is None:
         value = []
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+    if not isinstance(value, list):
         raise ValidationError(option, value, "a list of dictionaries")
+    value = vocab.dicts(option, value)
     if len(value) < min_items:
         raise ValidationError(option, value, f"a list with at least {min_items} entries")
-    return value
-
-
-def _interface(option: str, value: Any) -> str:
-    if not isinstance(value, str) or not IFNAME_RE.match(value):
-        raise ValidationError(option, value, "a Linux interface name: 1-15 of A-Z a-z 0-9 _ . -")
     return value
 
 
@@ -104,12 +97,8 @@ def _targets(option: str, value: Any) -> List[str]:
 
 def _uplink(i: int, raw: Dict[str, Any], failover: bool) -> Dict[str, Any]:
     opt = f"{UPLINKS}[{i}]"
-    name = raw.get("name")
-    if not isinstance(name, str) or not UPLINK_NAME_RE.match(name):
-        raise ValidationError(
-            f"{opt}.name", name, "1-12 letters, digits or '_', starting with a letter"
-        )
-    up: Dict[str, Any] = {"name": name, "interface": _interface(f"{opt}.interface", raw.get("interface"))}
+    name = vocab.name(f"{opt}.name", raw.get("name"))
+    up: Dict[str, Any] = {"name": name, "interface": vocab.ifname(f"{opt}.interface", raw.get("interface"))}
     if raw.get("address") is None and raw.get("address6") is None:
         raise ValidationError(f"{opt}.address", None, "an IPv4 address/prefix (or address6 for IPv6-only)")
     for fam, akey, gkey in ((4, "address", "gateway"), (6, "address6", "gateway6")):
@@ -122,9 +111,8 @@ def _uplink(i: int, raw: Dict[str, Any], failover: bool) -> Dict[str, Any]:
             raise ValidationError(f"{opt}.{gkey}", None, f"the ISP's gateway inside {iface.network}")
         up[akey] = str(iface)
         up[gkey] = _gateway(f"{opt}.{gkey}", raw.get(gkey), iface)
-    nat = raw.get("nat", "snat" if "address" in up else "none")
-    if nat not in ("snat", "masquerade", "none"):
-        raise ValidationError(f"{opt}.nat", nat, "one of snat, masquerade, none")
+    nat = vocab.choice(f"{opt}.nat", raw.get("nat", "snat" if "address" in up else "none"),
+                       ("snat", "masquerade", "none"))
     if nat == "snat" and "address" not in up:
         raise ValidationError(f"{opt}.nat", nat, "masquerade or none when the uplink has no IPv4 address")
     up["nat"] = nat
@@ -148,9 +136,7 @@ def _uplink(i: int, raw: Dict[str, Any], failover: bool) -> Dict[str, Any]:
 
 def _lan(i: int, raw: Dict[str, Any]) -> Dict[str, Any]:
     opt = f"{LANS}[{i}]"
-    name = raw.get("name")
-    if not isinstance(name, str) or not UPLINK_NAME_RE.match(name):
-        raise ValidationError(f"{opt}.name", name, "1-12 letters, digits or '_', starting with a letter")
+    name = vocab.name(f"{opt}.name", raw.get("name"))
     prefixes = raw.get("prefixes")
     if isinstance(prefixes, str):
         prefixes = [prefixes]
@@ -165,19 +151,8 @@ def _lan(i: int, raw: Dict[str, Any]) -> Dict[str, Any]:
             raise ValidationError(
                 f"{opt}.prefixes[{j}]", p, "a prefix with no host bits set, such as 192.168.1.0/24"
             ) from None
-    return {"name": name, "interface": _interface(f"{opt}.interface", raw.get("interface")),
+    return {"name": name, "interface": vocab.ifname(f"{opt}.interface", raw.get("interface")),
             "prefixes": [str(p) for p in prefixes]}
-
-
-def _unique(option: str, items: List[Dict[str, Any]], key: str) -> None:
-    seen: Dict[Any, int] = {}
-    for i, item in enumerate(items):
-        value = item[key]
-        if value in seen:
-            raise ValidationError(
-                f"{option}[{i}].{key}", value, f"a {key} not already used by {option}[{seen[value]}]"
-            )
-        seen[value] = i
 
 
 def _routing(up: Dict[str, Any], table_id: int, mark: int, mask: int) -> Dict[str, Any]:
@@ -275,10 +250,10 @@ def build_model(role_vars: Dict[str, Any]) -> Dict[str, Any]:
     raw_uplinks = _list_of_dicts(UPLINKS, role_vars.get(UPLINKS), 1)
     uplinks = [_uplink(i, u, failover) for i, u in enumerate(raw_uplinks)]
     lans = [_lan(i, u) for i, u in enumerate(_list_of_dicts(LANS, role_vars.get(LANS), 1))]
-    _unique(UPLINKS, uplinks, "name")
-    _unique(UPLINKS, uplinks, "interface")
-    _unique(LANS, lans, "name")
-    _unique(LANS, lans, "interface")
+    vocab.unique(UPLINKS, enumerate(item["name"] for item in uplinks), "name")
+    vocab.unique(UPLINKS, enumerate(item["interface"] for item in uplinks), "interface")
+    vocab.unique(LANS, enumerate(item["name"] for item in lans), "name")
+    vocab.unique(LANS, enumerate(item["interface"] for item in lans), "interface")
     up_ifs = {u["interface"]: i for i, u in enumerate(uplinks)}
     for i, lan in enumerate(lans):
         if lan["interface"] in up_ifs:
@@ -286,13 +261,7 @@ def build_model(role_vars: Dict[str, Any]) -> Dict[str, Any]:
                 f"{LANS}[{i}].interface", lan["interface"],
                 f"an interface that is not {UPLINKS}[{up_ifs[lan['interface']]}].interface",
             )
-    mask_raw = _get(role_vars, "multihome_mark_mask", naming.DEFAULT_MARK_MASK)
-    try:
-        mask = int(mask_raw, 0) if isinstance(mask_raw, str) else int(mask_raw)
-    except (TypeError, ValueError):
-        raise ValidationError("multihome_mark_mask", mask_raw, "a 32-bit mask such as 0xff00") from None
-    if isinstance(mask_raw, bool) or mask <= 0 or mask > 0xFFFFFFFF:
-        raise ValidationError("multihome_mark_mask", mask_raw, "a non-zero 32-bit mask such as 0xff00")
+    mask = vocab.mark_mask("multihome_mark_mask", role_vars.get("multihome_mark_mask"))
     marks = naming.assign_marks(uplinks, mask, UPLINKS)
     tables = naming.assign_tables(uplinks, UPLINKS)
     for i, up in enumerate(uplinks):

@@ -9,11 +9,11 @@ import sys
 import time
 from typing import List, Optional, Tuple
 
-from .errors import EngineError, ValidationError
-from .failover import handle_event, load_model, log_event, uplink_names
-from .hookargs import parse_lsm_args
-from .paths import Paths
-from .runner import Runner
+from engine.errors import EngineError, ValidationError
+from engine.failover.state import handle_event, load_model, log_event, uplink_names
+from engine.hook.lsm_args import parse_lsm_args
+from engine.paths import Paths
+from engine.runner import Runner
 
 
 # Not print(): ansible-test reserves print() for modules.
@@ -48,7 +48,7 @@ def process(argv: List[str], paths: Paths, runner: Runner, started: float, via: 
 
 
 def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner] = None) -> int:
-    from .hookclient import process_started
+    from engine.hook.protocol import process_started
 
     rc, line = process(argv, paths or Paths.default(), runner or Runner(), process_started())
     if rc:

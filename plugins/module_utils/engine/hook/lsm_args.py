@@ -12,12 +12,12 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from .errors import ValidationError
+from ..errors import ValidationError
+from ..model.vocabulary import NAME_RE
 
 MAX_ARGS = 20
 MAX_LEN = 64
 SAFE = re.compile(r"^[A-Za-z0-9_.:@+-]*$")
-NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,19}$")
 STATE_MAP = {"up": "up", "down": "down", "long_down": "down"}
 
 
@@ -41,7 +41,7 @@ def parse_lsm_args(argv: Sequence[str], known: Sequence[str]) -> LsmEvent:
     reported, name = argv[0], argv[1]
     if reported not in STATE_MAP:
         raise ValidationError("state (argument 1)", reported, "one of " + ", ".join(STATE_MAP))
-    if not NAME.match(name) or name not in known:
+    if not NAME_RE.match(name) or name not in known:
         raise ValidationError("name (argument 2)", name, "a configured uplink: " + ", ".join(known))
     at = time.time()
     if len(argv) >= 16 and argv[15]:

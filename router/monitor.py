@@ -20,13 +20,14 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-from .cli_hook import process as process_hook_event
-from .errors import EngineError
-from .failover import handle_event, load_model, log_event, uplink_names
-from .hookclient import MAX_REQUEST
-from .hookclient import decode as decode_request
-from .paths import Paths
-from .runner import Runner
+from engine.errors import EngineError
+from engine.failover.state import handle_event, load_model, log_event, uplink_names
+from engine.hook.protocol import MAX_REQUEST
+from engine.hook.protocol import decode as decode_request
+from engine.paths import Paths
+from engine.runner import Runner
+
+from .hook import process as process_hook_event
 
 IDENT = "multihome-monitor"
 LSM = "lsm"

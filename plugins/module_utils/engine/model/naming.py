@@ -10,9 +10,9 @@ from __future__ import annotations
 import zlib
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import ValidationError
+from ..errors import ValidationError
+from .vocabulary import DEFAULT_MARK_MASK, MARK_MASK_RULE
 
-DEFAULT_MARK_MASK = 0xFF00
 # Table ids the collection derives: far from the distro's (253-255) and from the small
 # numbers administrators pick by hand.
 TABLE_ID_BASE = 10000
@@ -26,7 +26,7 @@ def _name_hash(name: str) -> int:
 def mask_shift(mask: int) -> int:
     """Position of the lowest set bit of ``mask``."""
     if mask <= 0:
-        raise ValidationError("mark_mask", mask, "a non-zero 32-bit mask such as 0xff00")
+        raise ValidationError("mark_mask", mask, MARK_MASK_RULE)
     return (mask & -mask).bit_length() - 1
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 PROFILES: Dict[str, Dict[str, int]] = {
     # Down 0.75-1.75 s after the cut, 2.5 s hold before taking flows again; with two

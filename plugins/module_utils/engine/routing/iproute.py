@@ -10,8 +10,8 @@ import ipaddress
 import json
 from dataclasses import dataclass, field
 
-from .errors import EngineError
-from .runner import Runner
+from ..errors import EngineError
+from ..runner import Runner
 
 ROUTE_TYPES = ("unicast", "unreachable", "blackhole", "prohibit")
 # ip -N prints route types as numbers; keep both spellings readable.

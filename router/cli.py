@@ -15,11 +15,12 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
+from engine.errors import EngineError
+from engine.failover.state import all_states, apply_recorded, load_model, log_event, uplink_names
+from engine.paths import Paths
+from engine.runner import Runner
+
 from . import monitor as mon
-from .errors import EngineError
-from .failover import all_states, apply_recorded, load_model, log_event, uplink_names
-from .paths import Paths
-from .runner import Runner
 
 
 # Output goes through these rather than print(): ansible-test reserves print() for modules.
@@ -37,9 +38,9 @@ DAEMON_LOG = "/var/log/netops-multihome/monitor.log"
 
 def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PARTS) -> Dict[str, Any]:
     """Sysctl, routing tables, main default, balancing (with the recorded states)."""
-    from .mainroute import ensure_main_default
-    from .routing import apply_table
-    from .sysctl import apply_sysctl
+    from engine.routing.main_default import ensure_main_default
+    from engine.routing.sysctl import apply_sysctl
+    from engine.routing.table import apply_table
 
     results: Dict[str, Any] = {}
     if "sysctl" in parts:
@@ -61,7 +62,8 @@ def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PA
 
 
 def _status(args, paths: Paths, runner: Runner) -> int:
-    from .balance import apply_policy
+    from engine.ruleset.apply import apply_policy
+
     from .status import collect, render_text
 
     model = load_model(paths)

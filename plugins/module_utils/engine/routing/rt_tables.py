@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .errors import EngineError, ValidationError
+from ..errors import EngineError, ValidationError
 
 ETC_DIR = "/etc/iproute2"
 # Newer iproute2 ship their defaults here; /etc overrides them. Both are read.

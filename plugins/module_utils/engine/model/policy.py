@@ -2,20 +2,19 @@
 
 Everything here is pure: no kernel access. ``parse_policy`` turns the conntrack_balance
 module's options into a :class:`Policy` or raises :class:`ValidationError` naming the
-option, the value and what is allowed. ``plan_choice`` decides which uplinks receive new
-flows (tiers, weights, up/down) and is shared by both ruleset backends.
+option, the value and what is allowed. Which uplinks receive new flows is decided in
+``ruleset/choice.py``.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from math import gcd
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Union
 
-from .errors import ValidationError
+from ..errors import ValidationError
+from . import vocabulary as vocab
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -23,11 +22,6 @@ BACKENDS = ("nftables", "iptables")
 MODES = ("round_robin", "random", "source_hash")
 NAT_KINDS = ("masquerade", "snat", "none")
 STATES = ("up", "down")
-DEFAULT_MASK = 0xFF00
-# Uplink and LAN names end up in chain names; iptables allows 28 characters and the
-# longest chain we derive is "MH_MARK_" + name.
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,19}$")
-IFNAME_RE = re.compile(r"^[^\s/\"']{1,15}$")
 # Largest slot table (sum of reduced weights) a rule may carry.
 MAX_SLOTS = 256
 
@@ -92,35 +86,7 @@ class Policy:
         return [i for lan in self.lans for i in lan.interfaces]
 
 
-@dataclass(frozen=True)
-class Choice:
-    """Which uplink each slot of the new-flow selector sends to.
-
-    ``slots`` has one uplink name per slot; the modes index it with a counter
-    (round_robin), a random number (random) or a hash of the source address
-    (source_hash), each modulo ``len(slots)``.
-    """
-
-    mode: str
-    slots: tuple[str, ...]
-    live: tuple[str, ...] = field(default=())
-    all_down: bool = False
-
-
 # ----------------------------------------------------------------------------- parsing
-
-
-def _int(option: str, value: object, allowed: str) -> int:
-    if isinstance(value, bool):
-        raise ValidationError(option, value, allowed)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip(), 0)
-        except ValueError:
-            pass
-    raise ValidationError(option, value, allowed)
 
 
 def _prefix(option: str, value: object) -> Network:
@@ -143,43 +109,9 @@ def _prefixes(option: str, values: object) -> tuple[Network, ...]:
     return tuple(_prefix(f"{option}[{i}]", v) for i, v in enumerate(values))
 
 
-def _choice(option: str, value: object, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ValidationError(option, value, "one of " + ", ".join(allowed))
-    return str(value)
-
-
-def _name(option: str, value: object) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise ValidationError(option, value, "a name of 1-20 letters, digits or '_' starting with a letter")
-    return value
-
-
-def _ifname(option: str, value: object) -> str:
-    if not isinstance(value, str) or not IFNAME_RE.match(value):
-        raise ValidationError(option, value, "a Linux interface name (1-15 characters)")
-    return value
-
-
-def _dicts(option: str, values: object) -> list[dict]:
-    if values is None:
-        return []
-    if not isinstance(values, (list, tuple)) or not all(isinstance(v, dict) for v in values):
-        raise ValidationError(option, values, "a list of dictionaries")
-    return list(values)
-
-
-def _parse_mask(value: object) -> int:
-    allowed = "a non-zero 32-bit mask such as 0xff00"
-    mask = _int("mark_mask", DEFAULT_MASK if value is None else value, allowed)
-    if mask <= 0 or mask > 0xFFFFFFFF:
-        raise ValidationError("mark_mask", value, allowed)
-    return mask
-
-
 def _parse_nptv6(option: str, values: object) -> tuple[Nptv6, ...]:
     out = []
-    for i, item in enumerate(_dicts(option, values)):
+    for i, item in enumerate(vocab.dicts(option, values)):
         opt = f"{option}[{i}]"
         inside = _prefix(f"{opt}.inside", item.get("inside"))
         outside = _prefix(f"{opt}.outside", item.get("outside"))
@@ -198,20 +130,20 @@ def _parse_nptv6(option: str, values: object) -> tuple[Nptv6, ...]:
 
 def _parse_uplink(i: int, item: dict, mask: int) -> Uplink:
     opt = f"uplinks[{i}]"
-    name = _name(f"{opt}.name", item.get("name"))
-    interface = _ifname(f"{opt}.interface", item.get("interface"))
+    name = vocab.name(f"{opt}.name", item.get("name"))
+    interface = vocab.ifname(f"{opt}.interface", item.get("interface"))
     mark_allowed = f"a non-zero mark whose bits all lie inside mark_mask {mask:#x}"
-    mark = _int(f"{opt}.mark", item.get("mark"), mark_allowed)
+    mark = vocab.integer(f"{opt}.mark", item.get("mark"), mark_allowed)
     if mark <= 0 or mark & ~mask & 0xFFFFFFFF or mark > 0xFFFFFFFF:
         raise ValidationError(f"{opt}.mark", item.get("mark"), mark_allowed)
-    weight = _int(f"{opt}.weight", item.get("weight", 1), "an integer >= 0")
+    weight = vocab.integer(f"{opt}.weight", item.get("weight", 1), "an integer >= 0")
     if weight < 0:
         raise ValidationError(f"{opt}.weight", item.get("weight"), "an integer >= 0")
-    tier = _int(f"{opt}.tier", item.get("tier", 1), "an integer >= 0")
+    tier = vocab.integer(f"{opt}.tier", item.get("tier", 1), "an integer >= 0")
     if tier < 0:
         raise ValidationError(f"{opt}.tier", item.get("tier"), "an integer >= 0")
-    state = _choice(f"{opt}.state", item.get("state", "up"), STATES)
-    nat = _choice(f"{opt}.nat", item.get("nat", "masquerade"), NAT_KINDS)
+    state = vocab.choice(f"{opt}.state", item.get("state", "up"), STATES)
+    nat = vocab.choice(f"{opt}.nat", item.get("nat", "masquerade"), NAT_KINDS)
     snat_address = None
     raw_addr = item.get("snat_address")
     if nat == "snat" or raw_addr is not None:
@@ -238,7 +170,7 @@ def _parse_uplink(i: int, item: dict, mask: int) -> Uplink:
 
 def _parse_lan(i: int, item: dict) -> Lan:
     opt = f"lans[{i}]"
-    name = _name(f"{opt}.name", item.get("name"))
+    name = vocab.name(f"{opt}.name", item.get("name"))
     raw = item.get("interfaces")
     if raw is None and item.get("interface") is not None:
         raw = [item.get("interface")]
@@ -246,7 +178,7 @@ def _parse_lan(i: int, item: dict) -> Lan:
         raw = [raw]
     if not isinstance(raw, (list, tuple)) or not raw:
         raise ValidationError(f"{opt}.interfaces", raw, "a non-empty list of interface names")
-    interfaces = tuple(_ifname(f"{opt}.interfaces[{j}]", v) for j, v in enumerate(raw))
+    interfaces = tuple(vocab.ifname(f"{opt}.interfaces[{j}]", v) for j, v in enumerate(raw))
     prefixes = _prefixes(f"{opt}.prefixes", item.get("prefixes"))
     if not prefixes:
         raise ValidationError(f"{opt}.prefixes", item.get("prefixes"), "at least one prefix")
@@ -267,18 +199,6 @@ def _parse_pin(i: int, item: dict, names: set[str]) -> Pin:
     return Pin(str(uplink), sources, destinations)
 
 
-def _unique(option: str, values: Iterable[tuple[int, object]], what: str) -> None:
-    seen: dict[object, int] = {}
-    for i, value in values:
-        if value in seen:
-            raise ValidationError(
-                f"{option}[{i}].{what}",
-                value if not isinstance(value, int) else hex(value),
-                f"a {what} not already used by {option}[{seen[value]}]",
-            )
-        seen[value] = i
-
-
 def _no_overlap(option: str, nets: list[tuple[str, Network]]) -> None:
     for a in range(len(nets)):
         for b in range(a + 1, len(nets)):
@@ -289,20 +209,20 @@ def _no_overlap(option: str, nets: list[tuple[str, Network]]) -> None:
 
 def parse_policy(params: dict, interfaces: set[str] | None = None) -> Policy:
     """Validate the module's params; ``interfaces`` (if given) are the router's links."""
-    backend = _choice("backend", params.get("backend") or "nftables", BACKENDS)
-    mode = _choice("mode", params.get("mode") or "random", MODES)
-    present = _choice("state", params.get("state") or "present", ("present", "absent"))
-    mask = _parse_mask(params.get("mark_mask"))
+    backend = vocab.choice("backend", params.get("backend") or "nftables", BACKENDS)
+    mode = vocab.choice("mode", params.get("mode") or "random", MODES)
+    present = vocab.choice("state", params.get("state") or "present", ("present", "absent"))
+    mask = vocab.mark_mask("mark_mask", params.get("mark_mask"))
     if present == "absent":
         return Policy(backend, mode, mask, (), (), present=False)
 
-    raw_uplinks = _dicts("uplinks", params.get("uplinks"))
+    raw_uplinks = vocab.dicts("uplinks", params.get("uplinks"))
     if not raw_uplinks:
         raise ValidationError("uplinks", params.get("uplinks"), "at least one uplink")
     uplinks = tuple(_parse_uplink(i, u, mask) for i, u in enumerate(raw_uplinks))
-    _unique("uplinks", enumerate(u.name for u in uplinks), "name")
-    _unique("uplinks", enumerate(u.mark for u in uplinks), "mark")
-    _unique("uplinks", enumerate(u.interface for u in uplinks), "interface")
+    vocab.unique("uplinks", enumerate(u.name for u in uplinks), "name")
+    vocab.unique("uplinks", enumerate(u.mark for u in uplinks), "mark")
+    vocab.unique("uplinks", enumerate(u.interface for u in uplinks), "interface")
     tiers = sorted({u.tier for u in uplinks})
     for tier in tiers:
         members = [u for u in uplinks if u.tier == tier]
@@ -318,10 +238,10 @@ def parse_policy(params: dict, interfaces: set[str] | None = None) -> Policy:
                 {u.name: u.weight for u in members},
                 f"weights of tier {tier} summing to at most {MAX_SLOTS}",
             )
-    lans = tuple(_parse_lan(i, item) for i, item in enumerate(_dicts("lans", params.get("lans"))))
+    lans = tuple(_parse_lan(i, item) for i, item in enumerate(vocab.dicts("lans", params.get("lans"))))
     if not lans:
         raise ValidationError("lans", params.get("lans"), "at least one LAN")
-    _unique("lans", enumerate(lan.name for lan in lans), "name")
+    vocab.unique("lans", enumerate(lan.name for lan in lans), "name")
     lan_ifs = [
         (f"lans[{i}].interfaces[{j}]", n) for i, lan in enumerate(lans) for j, n in enumerate(lan.interfaces)
     ]
@@ -338,7 +258,7 @@ def parse_policy(params: dict, interfaces: set[str] | None = None) -> Policy:
         [(f"lans[{i}].prefixes[{j}]", p) for i, lan in enumerate(lans) for j, p in enumerate(lan.prefixes)],
     )
     names = {u.name for u in uplinks}
-    pins = tuple(_parse_pin(i, p, names) for i, p in enumerate(_dicts("pins", params.get("pins"))))
+    pins = tuple(_parse_pin(i, p, names) for i, p in enumerate(vocab.dicts("pins", params.get("pins"))))
     bypass = _prefixes("bypass", params.get("bypass"))
 
     nptv6_inside = [
@@ -446,91 +366,3 @@ def ipv6_groups(uplinks: Sequence[Uplink]) -> list[tuple[ipaddress.IPv6Network, 
 
 def policy_marks(policy: Policy) -> dict[str, tuple[int, int]]:
     return {u.name: (u.mark, policy.mask) for u in policy.uplinks}
-
-
-# ---------------------------------------------------------------------- new-flow choice
-
-
-def effective_states(policy: Policy, states: dict[str, str] | None = None) -> dict[str, str]:
-    """Uplink name -> up/down, with the failover hook's overrides applied."""
-    out = {u.name: u.state for u in policy.uplinks}
-    for name, state in (states or {}).items():
-        if name not in out:
-            raise ValidationError("states", name, "the name of a configured uplink")
-        out[name] = _choice(f"states[{name}]", state, STATES)
-    return out
-
-
-def weighted_sequence(weights: Sequence[tuple[str, int]]) -> list[str]:
-    """Smooth weighted rotation: each name appears ``weight/g`` times, evenly interleaved."""
-    active = [(n, w) for n, w in weights if w > 0]
-    if not active:
-        return []
-    g = 0
-    for _name, w in active:
-        g = gcd(g, w)
-    reduced = [(n, w // g) for n, w in active]
-    total = sum(w for _name, w in reduced)
-    current = {n: 0 for n, _weight in reduced}
-    seq = []
-    for _slot in range(total):
-        for n, w in reduced:
-            current[n] += w
-        best = max(reduced, key=lambda item: current[item[0]])[0]
-        current[best] -= total
-        seq.append(best)
-    return seq
-
-
-def plan_choice(policy: Policy, states: dict[str, str] | None = None) -> Choice:
-    """Slots of the new-flow selector for the current up/down set.
-
-    Only the lowest-numbered tier that has a live uplink of weight > 0 gets new flows.
-    With every uplink down, the top tier is kept in rotation as if all were up: sending
-    flows somewhere is better than dropping them, and the routing tables decide.
-    """
-    eff = effective_states(policy, states)
-    usable = [u for u in policy.uplinks if u.weight > 0]
-    live = [u for u in usable if eff[u.name] == "up"]
-    all_down = not live
-    pool = live if live else usable
-    tier = min(u.tier for u in pool)
-    members = [u for u in usable if u.tier == tier]
-    live_names = [u.name for u in pool if u.tier == tier]
-    if policy.mode != "source_hash":
-        seq = weighted_sequence([(u.name, u.weight) for u in members if u.name in live_names])
-        return Choice(policy.mode, tuple(seq), tuple(live_names), all_down)
-    # Hash over a table of every uplink of the tier so a client's slot does not depend on
-    # who else is up; only slots of dead uplinks are handed to live ones.
-    table = weighted_sequence([(u.name, u.weight) for u in members])
-    heirs = weighted_sequence([(u.name, u.weight) for u in members if u.name in live_names])
-    slots = []
-    k = 0
-    for owner in table:
-        if owner in live_names:
-            slots.append(owner)
-        else:
-            slots.append(heirs[k % len(heirs)])
-            k += 1
-    return Choice(policy.mode, tuple(slots), tuple(live_names), all_down)
-
-
-def plan_choice_v6(
-    policy: Policy, states: dict[str, str] | None = None
-) -> list[tuple[ipaddress.IPv6Network, tuple[str, ...], Choice]]:
-    """Per translated prefix: the uplinks translating it and the new-flow choice among them."""
-    effective_states(policy, states)  # rejects unknown names
-    out = []
-    for inside, carriers in ipv6_groups(policy.uplinks):
-        names = tuple(u.name for u in carriers)
-        sub = replace(policy, uplinks=tuple(carriers))
-        out.append((inside, names, plan_choice(sub, {n: s for n, s in (states or {}).items() if n in names})))
-    return out
-
-
-def active_pins(policy: Policy, states: dict[str, str] | None = None) -> list[Pin]:
-    """Pins whose uplink is up; a pin to a down uplink follows the normal choice."""
-    eff = effective_states(policy, states)
-    if all(s == "down" for s in eff.values()):
-        return list(policy.pins)
-    return [p for p in policy.pins if eff[p.uplink] == "up"]

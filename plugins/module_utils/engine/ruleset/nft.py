@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import EngineError
-from .policy import Choice, Pin, Policy, Uplink
-from .runner import Runner
+from ..errors import EngineError
+from ..model.policy import Pin, Policy, Uplink
+from ..runner import Runner
+from .choice import Choice
 
 FAMILY = "inet"
 TABLE = "netops_multihome"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from typing import Dict, List
 
-from .errors import EngineError
-from .runner import Runner
+from ..errors import EngineError
+from ..runner import Runner
 
 
 def _has_default(runner: Runner, family: int) -> bool:

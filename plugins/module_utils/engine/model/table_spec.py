@@ -5,20 +5,18 @@ Only checks that need no kernel state live here; ``routing`` adds the ones that 
 """
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from . import rt_tables
-from .errors import ValidationError
-from .iproute import DEFAULT_METRIC, FULL_MASK, ROUTE_TYPES, Route, Rule, prefix
+from ..errors import ValidationError
+from ..routing import rt_tables
+from ..routing.iproute import DEFAULT_METRIC, FULL_MASK, ROUTE_TYPES, Route, Rule, prefix
+from . import vocabulary as vocab
 
 MAIN_TABLE = 254
 PRIORITY_RANGE = (1, 32765)  # 0, 32766 and 32767 hold the kernel's local/main/default rules
 FAMILIES = {"ipv4": 4, "ipv6": 6}
-IFNAME_RE = re.compile(r"^[^\s/:]{1,15}$")
 ROUTE_KEYS = {"dest", "gateway", "dev", "src", "metric", "type", "onlink", "family"}
 RULE_KEYS = {"priority", "from", "to", "fwmark", "fwmask", "iif", "oif",
              "suppress_prefixlength", "invert", "family"}
@@ -37,12 +35,6 @@ class TableSpec:
     families: tuple[int, ...]
 
 
-def _choice(option: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValidationError(option, value, f"one of {', '.join(allowed)}")
-    return value
-
-
 def _bool(option: str, value: Any, default: bool) -> bool:
     if value is None:
         return default
@@ -51,24 +43,10 @@ def _bool(option: str, value: Any, default: bool) -> bool:
     return value
 
 
-def _int(option: str, value: Any, low: int, high: int, hex_ok: bool = False) -> int:
-    if isinstance(value, str) and hex_ok:
-        with contextlib.suppress(ValueError):
-            value = int(value, 0)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        what = "an integer (decimal or 0x hex)" if hex_ok else "an integer"
-        raise ValidationError(option, value, f"{what} from {low} to {high:#x}" if hex_ok
-                              else f"{what} from {low} to {high}")
-    return value
-
-
 def _ifname(option: str, value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not IFNAME_RE.match(value):
-        raise ValidationError(option, value,
-                              "an interface name of 1-15 characters without '/', ':' or spaces")
-    return value
+    return vocab.ifname(option, value)
 
 
 def _family_of(option: str, value: Any, kind: str) -> tuple[str | None, int | None]:
@@ -121,16 +99,19 @@ def parse_route(i: int, entry: Any) -> Route:
     src, sfam = _family_of(f"{opt}.src", entry.get("src"), "address")
     explicit = entry.get("family")
     if explicit is not None:
-        explicit = FAMILIES[_choice(f"{opt}.family", explicit, tuple(FAMILIES))]
+        explicit = FAMILIES[vocab.choice(f"{opt}.family", explicit, tuple(FAMILIES))]
     family = _one_family(opt, {"dest": dfam, "gateway": gfam, "src": sfam}, explicit)
     if family is None:
         raise ValidationError(f"{opt}.family", None,
                               "dest 'default' without gateway or src needs family: ipv4 or ipv6")
-    rtype = _choice(f"{opt}.type", entry.get("type") or "unicast", ROUTE_TYPES)
+    rtype = vocab.choice(f"{opt}.type", entry.get("type") or "unicast", ROUTE_TYPES)
     dev = _ifname(f"{opt}.dev", entry.get("dev"))
     onlink = _bool(f"{opt}.onlink", entry.get("onlink"), False)
     metric = entry.get("metric")
-    metric = DEFAULT_METRIC[family] if metric is None else _int(f"{opt}.metric", metric, 0, 2**32 - 1)
+    if metric is None:
+        metric = DEFAULT_METRIC[family]
+    else:
+        metric = vocab.bounded(f"{opt}.metric", metric, 0, 2**32 - 1)
     if rtype != "unicast":
         for key in ("gateway", "dev", "src"):
             if entry.get(key) is not None:
@@ -151,7 +132,7 @@ def _rule_families(opt: str, entry: dict[str, Any], found: dict[str, int | None]
                    route_families: set[int]) -> list[int]:
     raw = entry.get("family")
     if raw is not None:
-        _choice(f"{opt}.family", raw, ("ipv4", "ipv6", "both"))
+        vocab.choice(f"{opt}.family", raw, ("ipv4", "ipv6", "both"))
     fam = _one_family(opt, found, FAMILIES.get(raw))
     if fam is not None:
         return [fam]
@@ -165,7 +146,7 @@ def parse_rule(i: int, entry: Any, table_id: int, route_families: set[int]) -> l
     entry = _unknown_keys(opt, entry, RULE_KEYS)
     if entry.get("priority") is None:
         raise ValidationError(f"{opt}.priority", None, "a priority is required")
-    prio = _int(f"{opt}.priority", entry["priority"], *PRIORITY_RANGE)
+    prio = vocab.bounded(f"{opt}.priority", entry["priority"], *PRIORITY_RANGE)
     src, sfam = _family_of(f"{opt}.from", entry.get("from"), "prefix")
     dst, dfam = _family_of(f"{opt}.to", entry.get("to"), "prefix")
     src = None if src == "default" else src
@@ -174,8 +155,8 @@ def parse_rule(i: int, entry: Any, table_id: int, route_families: set[int]) -> l
     mark = entry.get("fwmark")
     mask = entry.get("fwmask")
     if mark is not None:
-        mark = _int(f"{opt}.fwmark", mark, 0, FULL_MASK, hex_ok=True)
-        mask = FULL_MASK if mask is None else _int(f"{opt}.fwmask", mask, 1, FULL_MASK, hex_ok=True)
+        mark = vocab.bounded(f"{opt}.fwmark", mark, 0, FULL_MASK, hex_ok=True)
+        mask = FULL_MASK if mask is None else vocab.bounded(f"{opt}.fwmask", mask, 1, FULL_MASK, hex_ok=True)
         if mark & ~mask:
             raise ValidationError(f"{opt}.fwmark", entry["fwmark"],
                                   f"a mark whose bits all lie inside fwmask {mask:#x}")
@@ -183,7 +164,7 @@ def parse_rule(i: int, entry: Any, table_id: int, route_families: set[int]) -> l
         raise ValidationError(f"{opt}.fwmask", mask, "nothing unless fwmark is set")
     supp = entry.get("suppress_prefixlength")
     if supp is not None:
-        supp = _int(f"{opt}.suppress_prefixlength", supp, 0, 32 if families == [4] else 128)
+        supp = vocab.bounded(f"{opt}.suppress_prefixlength", supp, 0, 32 if families == [4] else 128)
         if 6 in families and 4 in families and supp > 32:
             raise ValidationError(f"{opt}.suppress_prefixlength", supp,
                                   "0 to 32 for a rule applied to both families")
@@ -200,8 +181,8 @@ def _suppress(params: dict[str, Any]) -> tuple[int | None, str]:
     raw = _unknown_keys("main_suppress_default", raw, {"priority", "state"})
     if raw.get("priority") is None:
         raise ValidationError("main_suppress_default.priority", None, "a priority is required")
-    prio = _int("main_suppress_default.priority", raw["priority"], *PRIORITY_RANGE)
-    state = _choice("main_suppress_default.state", raw.get("state") or "present", ("present", "absent"))
+    prio = vocab.bounded("main_suppress_default.priority", raw["priority"], *PRIORITY_RANGE)
+    state = vocab.choice("main_suppress_default.state", raw.get("state") or "present", ("present", "absent"))
     return prio, state
 
 
@@ -215,7 +196,7 @@ def _list(option: str, value: Any) -> list[Any]:
 
 def parse_params(params: dict[str, Any]) -> TableSpec:
     name = rt_tables.validate_name(params.get("name"))
-    state = _choice("state", params.get("state") or "present", ("present", "absent"))
+    state = vocab.choice("state", params.get("state") or "present", ("present", "absent"))
     purge = _bool("purge", params.get("purge"), True)
     table_id = params.get("id")
     if table_id is not None:
