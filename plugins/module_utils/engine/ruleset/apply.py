@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 from ..errors import EngineError
 from ..model.policy import Policy, parse_policy
 from ..model.policy import policy_marks as _marks
 from ..runner import Runner
-from . import iptables, nft
-from .choice import active_pins, plan_choice, plan_choice_v6
+from .backend import Backend
+from .iptables import Iptables
+from .nft import Nftables
+from .plan import plan_ruleset
 
 
 def router_interfaces(runner: Runner) -> set[str]:
@@ -24,39 +25,6 @@ def router_interfaces(runner: Runner) -> set[str]:
 def policy_marks(params: dict) -> dict[str, tuple[int, int]]:
     """Uplink name -> (mark, mask), as the routing half and the failover hook need them."""
     return _marks(parse_policy(params))
-
-
-def _nft_part(policy: Policy | None, runner: Runner, states) -> tuple[str, str, str | None, list[str]]:
-    wanted = None
-    if policy is not None:
-        wanted = nft.render_chains(
-            policy, plan_choice(policy, states), active_pins(policy, states), plan_choice_v6(policy, states)
-        )
-    current = nft.read_current(runner)
-    script = nft.plan(current, wanted)
-    before = current or ""
-    after = nft.format_table(wanted) if wanted else ""
-    return before, after, script, nft.describe(current, wanted)
-
-
-def _ipt_part(policy: Policy | None, runner: Runner, states, family: int):
-    wanted = None
-    if policy is not None:
-        wanted = iptables.render_tables(
-            policy,
-            plan_choice(policy, states),
-            active_pins(policy, states),
-            family,
-            plan_choice_v6(policy, states),
-        )
-    current = iptables.read_current(runner, family)
-    script = iptables.plan(current, wanted)
-    return (
-        iptables.current_text(current),
-        iptables.format_tables(wanted or {}),
-        script,
-        iptables.describe(current, wanted, family),
-    )
 
 
 def _labelled(parts: list[tuple[str, str]]) -> str:
@@ -80,64 +48,39 @@ def apply_policy(
     """
     present = (params.get("state") or "present") == "present"
     policy = parse_policy(params, router_interfaces(runner) if present else None)
-    use_nft = policy.backend == "nftables"
-    nft_policy = policy if present and use_nft else None
-    ipt_policy = policy if present and not use_nft else None
+    return apply_parsed(policy, runner, check, states, other_backend)
 
+
+def apply_parsed(
+    policy: Policy,
+    runner: Runner,
+    check: bool = False,
+    states: dict[str, str] | None = None,
+    other_backend: bool = True,
+) -> dict:
+    """``apply_policy`` for an already validated :class:`Policy` (the typed model)."""
+    ruleset = plan_ruleset(policy, states) if policy.present else None
+    nftables: list[Backend] = [Nftables(runner)]
+    iptables: list[Backend] = [Iptables(runner, 4), Iptables(runner, 6)]
     # The wanted backend goes first; leftovers of the other backend are removed after it.
-    nft_steps, ipt_steps = [], []
-    if use_nft or (other_backend and shutil.which(nft.NFT) and nft.read_current(runner) is not None):
-        before, after, script, changes = _nft_part(nft_policy, runner, states)
-        nft_steps.append(
-            (
-                "nftables",
-                before,
-                after,
-                script,
-                changes,
-                (lambda s: nft.check(s, runner), lambda s: nft.apply(s, runner)),
-            )
-        )
-    for family in (4, 6):
-        if not use_nft or (other_backend and shutil.which(iptables.tools(family)[0])):
-            before, after, script, changes = _ipt_part(ipt_policy, runner, states, family)
-            label = "iptables" if family == 4 else "ip6tables"
-            ipt_steps.append(
-                (
-                    label,
-                    before,
-                    after,
-                    script,
-                    changes,
-                    (
-                        lambda s, f=family: iptables.check(s, runner, f),
-                        lambda s, f=family: iptables.apply(s, runner, f),
-                    ),
-                )
-            )
-    steps = nft_steps + ipt_steps if use_nft else ipt_steps + nft_steps
+    wanted, other = (nftables, iptables) if policy.backend == "nftables" else (iptables, nftables)
+    steps = [b.step(ruleset) for b in wanted]
+    if other_backend:
+        steps += [b.step(None) for b in other if b.may_hold_ours()]
 
-    commands = []
-    changes: list[str] = []
-    for label, _before, _after, script, what, _fns in steps:
-        if script:
-            tool = "nft -f -" if label == "nftables" else f"{label}-restore --noflush"
-            commands.append(f"{tool} <<'EOF'\n{script}EOF")
-            changes += [f"{label}: {w}" for w in what]
-    changed = bool(commands)
-    if changed and not check:
+    pending = [step for step in steps if step.script]
+    commands = [f"{s.backend.command} <<'EOF'\n{s.script}EOF" for s in pending]
+    changes = [f"{s.backend.label}: {what}" for s in pending for what in s.changes]
+    if pending and not check:
         # Every transaction is test-loaded first, so a rejected one stops the run before
         # any other backend or family has been changed.
-        pending = [(step[3], step[5]) for step in steps if step[3]]
-        for script, fns in pending:
-            fns[0](script)  # test-load
-        for script, fns in pending:
-            fns[1](script)  # apply
-    before = _labelled([(s[0], s[1]) for s in steps])
-    after = _labelled([(s[0], s[2]) for s in steps])
+        for test in (True, False):
+            for step in pending:
+                step.backend.load(step.script, test)
+    after = _labelled([(s.backend.label, s.after) for s in steps])
     return {
-        "changed": changed,
-        "before": before,
+        "changed": bool(pending),
+        "before": _labelled([(s.backend.label, s.before) for s in steps]),
         "after": after,
         "ruleset": after,
         "commands": commands,

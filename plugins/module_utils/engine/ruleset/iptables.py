@@ -15,12 +15,14 @@ for that one packet the bits outside ``mark_mask`` are reset from the conntrack 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import shutil
 
 from ..errors import EngineError
-from ..model.policy import Pin, Policy, Uplink
+from ..model.policy import Policy, Uplink
 from ..runner import Runner
+from .backend import Step
 from .choice import Choice
+from .plan import RulesetPlan, of_family
 
 PREFIX = "MH_"
 HMARK_SEED = 0x4D48  # fixed so a re-apply renders the same rule
@@ -105,15 +107,10 @@ def choose6_chain(index: int) -> str:
     return f"MH_CHOOSE6_{index}"
 
 
-def _fam(nets, family: int):
-    return [n for n in nets if n.version == family]
-
-
-def render_tables(
-    policy: Policy, choice: Choice, pins: Sequence[Pin], family: int, groups: Sequence = ()
-) -> Tables:
-    """``groups`` (from ``plan_choice_v6``): IPv6 new flows are balanced per translated
-    prefix among the uplinks translating it; other IPv6 is never balanced."""
+def render_tables(plan: RulesetPlan, family: int) -> Tables:
+    """IPv6 new flows are balanced per translated prefix among the uplinks translating it
+    (``plan.groups``); other IPv6 is never balanced."""
+    policy = plan.policy
     mask = policy.mask
     mangle: dict[str, list[str]] = {}
     pre = [
@@ -128,37 +125,28 @@ def render_tables(
     if family == 6:
         # IPv6 has no rp_filter sysctl: drop spoofed sources as rp_filter=1 does for IPv4.
         lan.append("! -s ::/128 -m rpfilter --invert -j DROP")
-    lan += [f"-d {n} -j RETURN" for n in _fam(policy.lan_prefixes, family)]
-    lan += [f"-d {n} -j RETURN" for n in _fam(policy.bypass, family)]
+    lan += [f"-d {n} -j RETURN" for n in of_family(plan.unbalanced, family)]
     kinds = ("LOCAL", "BROADCAST", "MULTICAST") if family == 4 else ("LOCAL", "MULTICAST")
     lan += [f"-m addrtype --dst-type {k} -j RETURN" for k in kinds]
     if family == 6:
         lan.append("-d fe80::/10 -j RETURN")
-    for up in policy.uplinks:
-        lan += [f"-s {n} -g {mark_chain(up)}" for n in _fam(up.source_prefixes, family)]
+    lan += [f"-s {n} -g {mark_chain(up)}" for n, up in plan.owned_sources if n.version == family]
     mangle["MH_LAN"] = [*lan, "-g MH_PINS"]
 
     pin_lines = []
-    for pin in pins:
-        target = mark_chain(policy.uplink(pin.uplink))
-        pin_lines += [f"-s {n} -g {target}" for n in _fam(pin.sources, family)]
-        if family == 4:
-            pin_lines += [f"-d {n} -g {target}" for n in _fam(pin.destinations, family)]
-        else:
-            pin_lines += [
-                f"-s {inside} -d {n} -g {target}"
-                for n in _fam(pin.destinations, family)
-                for inside, carriers, _choice in groups
-                if pin.uplink in carriers
-            ]
+    for pin in plan.pins:
+        if pin.version == family:
+            match = [f"-s {pin.source}"] if pin.source else []
+            match += [f"-d {pin.destination}"] if pin.destination else []
+            pin_lines.append(" ".join([*match, "-g", mark_chain(pin.uplink)]))
     if family == 4:
         mangle["MH_PINS"] = [*pin_lines, "-g MH_CHOOSE"]
-        mangle.update(choose_rules(policy, choice, family))
+        mangle.update(choose_rules(policy, plan.choice, family))
     else:
-        pin_lines += [f"-s {group[0]} -g {choose6_chain(i)}" for i, group in enumerate(groups)]
+        pin_lines += [f"-s {group.inside} -g {choose6_chain(i)}" for i, group in enumerate(plan.groups)]
         mangle["MH_PINS"] = pin_lines
-        for i, (_inside, _carriers, group_choice) in enumerate(groups):
-            mangle.update(choose_rules(policy, group_choice, family, choose6_chain(i)))
+        for i, group in enumerate(plan.groups):
+            mangle.update(choose_rules(policy, group.choice, family, choose6_chain(i)))
     for up in policy.uplinks:
         mangle[mark_chain(up)] = [
             f"-j MARK --set-xmark {_m(up.mark, mask)}",
@@ -178,7 +166,7 @@ def render_tables(
         for up in policy.uplinks:
             post += [f"-s {m.inside} -o {up.interface} -j NETMAP --to {m.outside}" for m in up.nptv6]
     if post:
-        nat["MH_NAT"] = [f"-d {n} -j RETURN" for n in _fam(policy.bypass, family)] + post
+        nat["MH_NAT"] = [f"-d {n} -j RETURN" for n in of_family(policy.bypass, family)] + post
     if family == 6 and any(up.nptv6 for up in policy.uplinks):
         nat["MH_NPT_IN"] = [
             f"-d {m.outside} -i {up.interface} -j NETMAP --to {m.inside}"
@@ -278,9 +266,10 @@ def plan(current: str, wanted: Tables | None) -> str | None:
     return "\n".join(out) + "\n" if out else None
 
 
-def apply(script: str, runner: Runner, family: int) -> None:
+def load(script: str, runner: Runner, family: int, test: bool = False) -> None:
+    """One ``iptables-restore --noflush`` transaction; ``test``: only checked (``--test``)."""
     restore = tools(family)[1]
-    res = runner.run([restore, "--noflush"], stdin=script, check=False)
+    res = runner.run([restore, "--noflush", *(["--test"] if test else [])], stdin=script, check=False)
     if res.rc != 0:
         raise EngineError(f"{restore} rejected the rules, nothing changed: {res.stderr.strip()}")
 
@@ -301,8 +290,23 @@ def describe(current: str, wanted: Tables | None, family: int) -> list[str]:
     return out
 
 
-def check(script: str, runner: Runner, family: int) -> None:
-    restore = tools(family)[1]
-    res = runner.run([restore, "--noflush", "--test"], stdin=script, check=False)
-    if res.rc != 0:
-        raise EngineError(f"{restore} rejected the rules, nothing changed: {res.stderr.strip()}")
+class Iptables:
+    """The iptables backend for one family (see ``backend.Backend``): our MH_* chains."""
+
+    def __init__(self, runner: Runner, family: int) -> None:
+        self.runner = runner
+        self.family = family
+        self.label = "iptables" if family == 4 else "ip6tables"
+        self.command = f"{self.label}-restore --noflush"
+
+    def may_hold_ours(self) -> bool:
+        return shutil.which(tools(self.family)[0]) is not None
+
+    def step(self, ruleset: RulesetPlan | None) -> Step:
+        wanted = render_tables(ruleset, self.family) if ruleset is not None else None
+        current = read_current(self.runner, self.family)
+        return Step(self, current_text(current), format_tables(wanted or {}), plan(current, wanted),
+                    describe(current, wanted, self.family))
+
+    def load(self, script: str, test: bool) -> None:
+        load(script, self.runner, self.family, test)

@@ -10,12 +10,15 @@ set or the weights) only those chains are flushed and refilled; the restore rule
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 
 from ..errors import EngineError
-from ..model.policy import Pin, Policy, Uplink
+from ..model.policy import Policy, Uplink
 from ..runner import Runner
+from .backend import Step
 from .choice import Choice
+from .plan import RulesetPlan
 
 FAMILY = "inet"
 TABLE = "netops_multihome"
@@ -81,48 +84,38 @@ def choose6_chain(index: int) -> str:
     return f"choose6_{index}"
 
 
-def pin_rules(policy: Policy, pins: Sequence[Pin], groups: Sequence = ()) -> list[str]:
-    """Pins, then IPv6 new flows to the choice of their translated prefix (``groups``, from
-    ``plan_choice_v6``); IPv6 from anywhere else is left unmarked, never balanced
-    onto an uplink that would send it with a source the ISP drops."""
+def pin_rules(plan: RulesetPlan) -> list[str]:
+    """Pins, then IPv6 new flows to the choice of their translated prefix; IPv6 from
+    anywhere else is left unmarked, never balanced onto an uplink that would send it
+    with a source the ISP drops."""
     rules = []
-    for pin in pins:
-        up = policy.uplink(pin.uplink)
-        target = "goto " + mark_chain(up)
-        rules += [f"{_saddr(n)} {target}" for n in pin.sources]
-        for n in pin.destinations:
-            if n.version == 4:
-                rules.append(f"{_daddr(n)} {target}")
-            else:
-                rules += [
-                    f"{_saddr(inside)} {_daddr(n)} {target}"
-                    for inside, carriers, _choice in groups
-                    if up.name in carriers
-                ]
-    if groups:
-        rules += [f"{_saddr(group[0])} goto {choose6_chain(i)}" for i, group in enumerate(groups)]
+    for pin in plan.pins:
+        match = [_saddr(pin.source)] if pin.source else []
+        match += [_daddr(pin.destination)] if pin.destination else []
+        rules.append(" ".join([*match, "goto " + mark_chain(pin.uplink)]))
+    if plan.groups:
+        rules += [f"{_saddr(group.inside)} goto {choose6_chain(i)}" for i, group in enumerate(plan.groups)]
         rules.append("meta nfproto ipv6 accept")
     return [*rules, "goto choose"]
 
 
-def render_chains(policy: Policy, choice: Choice, pins: Sequence[Pin], groups: Sequence = ()) -> Chains:
+def render_chains(plan: RulesetPlan) -> Chains:
+    policy = plan.policy
     mask = policy.mask
     chains: Chains = {}
     for up in policy.uplinks:
         chains[mark_chain(up)] = [_set_mark("ct", up.mark, mask), _set_mark("meta", up.mark, mask)]
-    chains["choose"] = choose_rules(policy, choice)
-    for i, (_inside, _carriers, group_choice) in enumerate(groups):
-        chains[choose6_chain(i)] = choose_rules(policy, group_choice, (6,))
-    chains["pins"] = pin_rules(policy, pins, groups)
+    chains["choose"] = choose_rules(policy, plan.choice)
+    for i, group in enumerate(plan.groups):
+        chains[choose6_chain(i)] = choose_rules(policy, group.choice, (6,))
+    chains["pins"] = pin_rules(plan)
 
     # IPv6 has no rp_filter sysctl: drop new LAN flows whose source would not route back
     # out of the interface they came in on (a spoofed source), as rp_filter=1 does for IPv4.
     from_lan = ["ct direction reply accept", "ip6 saddr != :: fib saddr . iif oif missing drop"]
-    from_lan += [f"{_daddr(n)} accept" for n in policy.lan_prefixes]
-    from_lan += [f"{_daddr(n)} accept" for n in policy.bypass]
+    from_lan += [f"{_daddr(n)} accept" for n in plan.unbalanced]
     from_lan += ["fib daddr type { local, broadcast, multicast } accept", "ip6 daddr fe80::/10 accept"]
-    for up in policy.uplinks:
-        from_lan += [f"{_saddr(n)} goto {mark_chain(up)}" for n in up.source_prefixes]
+    from_lan += [f"{_saddr(n)} goto {mark_chain(up)}" for n, up in plan.owned_sources]
     chains["from_lan"] = [*from_lan, "goto pins"]
 
     pre = ["type filter hook prerouting priority mangle; policy accept;"]
@@ -218,8 +211,9 @@ def plan(current: str | None, wanted: Chains | None) -> str | None:
     return f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n" + format_table(wanted)
 
 
-def apply(script: str, runner: Runner) -> None:
-    res = runner.run([NFT, "-f", "-"], stdin=script, check=False)
+def load(script: str, runner: Runner, test: bool = False) -> None:
+    """One ``nft -f`` transaction; with ``test`` only checked (``nft -c``), nothing changes."""
+    res = runner.run([NFT, *(["-c"] if test else []), "-f", "-"], stdin=script, check=False)
     if res.rc != 0:
         raise EngineError(f"nft rejected the ruleset, nothing changed: {res.stderr.strip()}")
 
@@ -237,7 +231,23 @@ def describe(current: str | None, wanted: Chains | None) -> list[str]:
     return out
 
 
-def check(script: str, runner: Runner) -> None:
-    res = runner.run([NFT, "-c", "-f", "-"], stdin=script, check=False)
-    if res.rc != 0:
-        raise EngineError(f"nft rejected the ruleset, nothing changed: {res.stderr.strip()}")
+class Nftables:
+    """The nftables backend (see ``backend.Backend``): our one table."""
+
+    label = "nftables"
+    command = "nft -f -"
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def may_hold_ours(self) -> bool:
+        return shutil.which(NFT) is not None and read_current(self.runner) is not None
+
+    def step(self, ruleset: RulesetPlan | None) -> Step:
+        wanted = render_chains(ruleset) if ruleset is not None else None
+        current = read_current(self.runner)
+        after = format_table(wanted) if wanted else ""
+        return Step(self, current or "", after, plan(current, wanted), describe(current, wanted))
+
+    def load(self, script: str, test: bool) -> None:
+        load(script, self.runner, test)
