@@ -62,14 +62,26 @@ class EventResult:
         )
 
 
+# path -> (file identity, model): the file is parsed again only when it was replaced.
+_loaded: Dict[str, Tuple[Tuple[int, ...], dict]] = {}
+
+
 def load_model(paths: Paths) -> dict:
+    """The saved model; the same object while the file is unchanged (inode, mtime, size),
+    so a long-running monitor parses it once, not on every event."""
     try:
+        st = os.stat(paths.model)
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        hit = _loaded.get(paths.model)
+        if hit is not None and hit[0] == key:
+            return hit[1]
         with open(paths.model, encoding="utf-8") as fh:
             model = json.load(fh)
     except (OSError, ValueError) as exc:
         raise EngineError(f"cannot read the router model {paths.model}: {exc}") from exc
     if not isinstance(model, dict) or "balance" not in model or "failover" not in model:
         raise EngineError(f"{paths.model} is not a netops.multihome model")
+    _loaded[paths.model] = (key, model)
     return model
 
 
@@ -166,9 +178,9 @@ DeleteFn = Callable[[int, int, Runner], int]
 
 
 def _default_apply(params: dict, runner: Runner, states: Dict[str, str]) -> dict:
-    from ..ruleset.apply import apply_policy
+    from ..ruleset.apply import apply_parsed, policy_of
 
-    return apply_policy(params, runner, states=states, other_backend=False)
+    return apply_parsed(policy_of(params), runner, states=states, other_backend=False)
 
 
 def _default_delete(mark: int, mask: int, runner: Runner) -> int:

@@ -273,17 +273,25 @@ def parse_policy(params: dict, interfaces: set[str] | None = None) -> Policy:
 
     _check_ipv6_carried(uplinks, lans, pins)
 
+    policy = Policy(backend, mode, mask, uplinks, lans, pins, bypass, True)
     if interfaces is not None:
-        for i, up in enumerate(uplinks):
-            if up.interface not in interfaces:
-                raise ValidationError(
-                    f"uplinks[{i}].interface", up.interface, "an interface that exists on the router"
-                )
-        for opt, name in lan_ifs:
-            if name not in interfaces:
-                raise ValidationError(opt, name, "an interface that exists on the router")
+        check_interfaces(policy, interfaces)
+    return policy
 
-    return Policy(backend, mode, mask, uplinks, lans, pins, bypass, True)
+
+def check_interfaces(policy: Policy, interfaces: set[str]) -> None:
+    """Every uplink and LAN interface exists on the router (``interfaces``)."""
+    for i, up in enumerate(policy.uplinks):
+        if up.interface not in interfaces:
+            raise ValidationError(
+                f"uplinks[{i}].interface", up.interface, "an interface that exists on the router"
+            )
+    for i, lan in enumerate(policy.lans):
+        for j, name in enumerate(lan.interfaces):
+            if name not in interfaces:
+                raise ValidationError(
+                    f"lans[{i}].interfaces[{j}]", name, "an interface that exists on the router"
+                )
 
 
 def _carriers(uplinks: Sequence[Uplink], net: Network) -> list[Uplink]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..errors import EngineError
-from ..model.policy import Policy, parse_policy
+from ..model.policy import Policy, check_interfaces, parse_policy
 from ..model.policy import policy_marks as _marks
 from ..runner import Runner
 from .backend import Backend
@@ -27,6 +27,19 @@ def policy_marks(params: dict) -> dict[str, tuple[int, int]]:
     return _marks(parse_policy(params))
 
 
+_last_parsed: tuple[dict, Policy] | None = None
+
+
+def policy_of(params: dict) -> Policy:
+    """``params`` parsed once per process while they stay the same object: the failover
+    monitor handles every event with the model it loaded (``failover.state.load_model``
+    returns the same dict while the file is unchanged)."""
+    global _last_parsed
+    if _last_parsed is None or _last_parsed[0] is not params:
+        _last_parsed = (params, parse_policy(params))
+    return _last_parsed[1]
+
+
 def _labelled(parts: list[tuple[str, str]]) -> str:
     return "".join(f"# {label}\n{text}" for label, text in parts if text)
 
@@ -46,9 +59,7 @@ def apply_policy(
     ``other_backend=False`` (the failover hook's hot path) skips reading the other
     backend for leftovers: a converge or ``multihome apply`` has already removed them.
     """
-    present = (params.get("state") or "present") == "present"
-    policy = parse_policy(params, router_interfaces(runner) if present else None)
-    return apply_parsed(policy, runner, check, states, other_backend)
+    return apply_parsed(parse_policy(params), runner, check, states, other_backend)
 
 
 def apply_parsed(
@@ -58,7 +69,10 @@ def apply_parsed(
     states: dict[str, str] | None = None,
     other_backend: bool = True,
 ) -> dict:
-    """``apply_policy`` for an already validated :class:`Policy` (the typed model)."""
+    """``apply_policy`` for an already validated :class:`Policy` (the typed model); the
+    router's interfaces are checked against it before anything is read or changed."""
+    if policy.present:
+        check_interfaces(policy, router_interfaces(runner))
     ruleset = plan_ruleset(policy, states) if policy.present else None
     nftables: list[Backend] = [Nftables(runner)]
     iptables: list[Backend] = [Iptables(runner, 4), Iptables(runner, 6)]
