@@ -178,9 +178,9 @@ DeleteFn = Callable[[int, int, Runner], int]
 
 
 def _default_apply(params: dict, runner: Runner, states: Dict[str, str]) -> dict:
-    from ..ruleset.apply import apply_parsed, policy_of
+    from ..ruleset.apply import apply_policy, policy_of
 
-    return apply_parsed(policy_of(params), runner, states=states, other_backend=False)
+    return apply_policy(policy_of(params), runner, states=states, other_backend=False)
 
 
 def _default_delete(mark: int, mask: int, runner: Runner) -> int:

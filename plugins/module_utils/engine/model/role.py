@@ -210,7 +210,8 @@ def _sysctl(uplinks: List[Dict[str, Any]], lans: List[Dict[str, Any]], ipv6: boo
     if ipv6:
         out["net/ipv6/conf/all/forwarding"] = "1"
     for up in uplinks:
-        # Loose (2), not off: the article's rp_filter=0 drops reverse-path protection.
+        # Loose (2), not off: rp_filter=0, as in "Policy routing, multihoming and all that jazz",
+        # drops reverse-path protection.
         out[f"net/ipv4/conf/{up['interface']}/rp_filter"] = "2"
     for lan in lans:
         # Strict (1) on LANs: a LAN host's packet whose source is not routed back through

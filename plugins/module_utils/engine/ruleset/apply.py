@@ -45,13 +45,14 @@ def _labelled(parts: list[tuple[str, str]]) -> str:
 
 
 def apply_policy(
-    params: dict,
+    source: dict | Policy,
     runner: Runner,
     check: bool = False,
     states: dict[str, str] | None = None,
     other_backend: bool = True,
 ) -> dict:
-    """Make the kernel's balancing ruleset match ``params`` (the module's options).
+    """Make the kernel's balancing ruleset match ``source``: the module's options, or the
+    :class:`Policy` already parsed from them (the typed model, see ``policy_of``).
 
     Returns {"changed", "before", "after", "ruleset", "commands", "changes"}. Validation
     (including that every interface exists) happens before anything is read or changed.
@@ -59,18 +60,7 @@ def apply_policy(
     ``other_backend=False`` (the failover hook's hot path) skips reading the other
     backend for leftovers: a converge or ``multihome apply`` has already removed them.
     """
-    return apply_parsed(parse_policy(params), runner, check, states, other_backend)
-
-
-def apply_parsed(
-    policy: Policy,
-    runner: Runner,
-    check: bool = False,
-    states: dict[str, str] | None = None,
-    other_backend: bool = True,
-) -> dict:
-    """``apply_policy`` for an already validated :class:`Policy` (the typed model); the
-    router's interfaces are checked against it before anything is read or changed."""
+    policy = source if isinstance(source, Policy) else parse_policy(source)
     if policy.present:
         check_interfaces(policy, router_interfaces(runner))
     ruleset = plan_ruleset(policy, states) if policy.present else None
