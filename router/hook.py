@@ -1,7 +1,7 @@
 """Body of ``multihome-hook``, the script LSM runs on every state change.
 
 ``process`` validates and applies one event; the running monitor calls it for events
-handed over its socket (``hookclient``), ``main`` calls it when no monitor answers.
+handed over its socket (``engine.hook.protocol``), ``main`` calls it when no monitor answers.
 """
 from __future__ import annotations
 

@@ -138,7 +138,7 @@ class Monitor:
             )
 
     def _listen(self) -> socket.socket:
-        """The hook's fast path (see hookclient): root only, in a 0700 directory."""
+        """The hook's fast path (see engine/hook/protocol.py): root only, in a 0700 directory."""
         os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
         os.chmod(self.paths.run_dir, 0o700)
         path = os.path.join(self.paths.run_dir, "hook.sock")

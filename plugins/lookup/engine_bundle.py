@@ -6,12 +6,12 @@ DOCUMENTATION = """
 name: engine_bundle
 short_description: Pack the engine and the router runtime into one reproducible tar file
 description:
-  - Returns the controller path of a tar holding the packages C(engine/) (from
-    C(plugins/module_utils/engine)) and C(router/) (the collection's C(router) folder:
-    the C(multihome) command, the monitor and the hook's body), every C(.py) file of both
-    trees, with fixed owners, modes and times, so the same sources always give the same
-    bytes and copying it to a router is idempotent. The file name carries the content's
-    SHA-256. Unpacked in one directory, C(router) imports the engine as C(engine).
+  - Returns the controller path of a tar holding every C(.py) file of two packages, C(engine/)
+    (from C(plugins/module_utils/engine)) and C(router/) (the collection's C(router) folder,
+    with the C(multihome) command, the monitor and the hook's body), with fixed owners,
+    modes and times, so the same sources always give the same bytes and copying it to a
+    router is idempotent. The file name carries the content's SHA-256.
+  - Unpacked in one directory, C(router) imports the engine as the package C(engine).
 options:
   _terms:
     description: The collection's root directory (default, this collection).

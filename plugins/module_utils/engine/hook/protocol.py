@@ -1,9 +1,11 @@
-"""The hook's fast path: hand the event to the running monitor over its unix socket.
+"""The hook <-> monitor wire protocol: the hook's side (``ask``) and the request format
+both sides use (``encode``, ``decode``), over the monitor's unix socket.
 
-The monitor has the engine loaded already, so the hook process needs only this module
-(os, socket, time: no json, re or typing, which would double its start-up) instead of
-importing the whole engine. The monitor validates, applies and logs exactly as the hook
-would; when it is not running, the hook handles the event itself (``cli_hook.main``).
+This is the hook's fast path. The monitor has the engine loaded already, so the hook
+process needs only this module (os, socket, time: no json, re or typing, which would
+double its start-up) instead of importing the whole engine. The monitor validates,
+applies and logs exactly as the hook would; when it is not running, the hook handles the
+event itself (``router.hook.main``).
 
 Request: the hook's start time, then each argument, each followed by a NUL byte (an
 argument cannot contain one). Reply: ``<rc>\n<log line>``.

@@ -11,7 +11,7 @@ import zlib
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import ValidationError
-from .vocabulary import DEFAULT_MARK_MASK, MARK_MASK_RULE
+from .vocabulary import DEFAULT_MARK_MASK, MARK_MASK_RULE, integer
 
 # Table ids the collection derives: far from the distro's (253-255) and from the small
 # numbers administrators pick by hand.
@@ -60,13 +60,7 @@ def _pick(
         if raw is None:
             out.append((i, derive(str(item["name"])), False))
             continue
-        if isinstance(raw, bool):
-            raise ValidationError(f"{option}[{i}].{key}", raw, "an integer")
-        try:
-            value = int(raw, 0) if isinstance(raw, str) else int(raw)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ValidationError(f"{option}[{i}].{key}", raw, "an integer") from None
-        out.append((i, value, True))
+        out.append((i, integer(f"{option}[{i}].{key}", raw, "an integer"), True))
     return out
 
 
