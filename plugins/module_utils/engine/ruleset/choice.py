@@ -30,8 +30,6 @@ class Choice:
     all_down: bool = False
 
 
-
-
 def effective_states(policy: Policy, states: dict[str, str] | None = None) -> dict[str, str]:
     """Uplink name -> up/down, with the failover hook's overrides applied."""
     out = {u.name: u.state for u in policy.uplinks}
