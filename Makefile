@@ -29,7 +29,16 @@ $(COLL_LINK):
 demo: setup
 	bash lab/demo.sh
 
-test: setup lint unit sanity docs kernel molecule
+# Every check, then one line: targets, tests passed (pytest and testinfra counts), minutes.
+TEST_TARGETS := lint unit sanity docs kernel molecule
+test: setup
+	@start=$$(date +%s); rc=0; mkdir -p .build; \
+	$(MAKE) --no-print-directory $(TEST_TARGETS) 2>&1 | tee .build/test.log || rc=$$?; \
+	passed=$$({ grep -oE '\b[0-9]+ passed' .build/test.log || true; } | awk '{n += $$1} END {print n + 0}'); \
+	verdict=$$([ $$rc = 0 ] && echo ok || echo FAILED); \
+	minutes=$$(awk -v s=$$(( $$(date +%s) - start )) 'BEGIN {printf "%.1f", s / 60}'); \
+	echo "make test $$verdict: $(words $(TEST_TARGETS)) targets ($(TEST_TARGETS)), $$passed tests passed, $$minutes min"; \
+	exit $$rc
 
 # ---------------------------------------------------------------- static checks
 lint: ruff yamllint ansible-lint
