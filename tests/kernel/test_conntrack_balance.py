@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import pytest
 from ansible_collections.netops.multihome.plugins.module_utils.engine import balance
@@ -306,15 +308,38 @@ def test_reference_article_rules_leak_retransmitted_syns_as_spoofed(router: Lab)
     assert spoofed > 0
 
 
+@contextmanager
+def marked_flows_take_uplink_tables(lab: Lab) -> Iterator[None]:
+    """Without the main-table suppress rule (priority 999) a marked packet follows its uplink
+    table's default route even where main has a route: a LAN-to-LAN or bypass flow marked by
+    mistake then leaves by an ISP, NATed, and never reaches its peer."""
+    suppress = ["priority", "999", "lookup", "main", "suppress_prefixlength", "0"]
+    lab.run("r1", ["ip", "rule", "del", *suppress])
+    try:
+        yield
+    finally:
+        lab.run("r1", ["ip", "rule", "add", *suppress])
+
+
+def ct_marks(lab: Lab, dst: str) -> List[int]:
+    """The conntrack marks of the router's entries towards DST."""
+    out = lab.run("r1", ["conntrack", "-L", "-d", dst], check=False).stdout
+    return [int(mark) for mark in re.findall(r"\bmark=(\d+)", out)]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_lan_to_lan_pins_and_bypass(router: Lab, backend: str) -> None:
+def test_lan_to_lan_and_bypass_flows_are_unmarked_and_keep_their_source_pins_follow_uplinks(
+        router: Lab, backend: str) -> None:
     params = rotation_start(router, backend, "round_robin")
-    with router.serve("c1", 5001), router.serve("c2", 5001):
-        assert router.flows("c1", 5, dst=C2) == [C1] * 5  # LAN to LAN: not NATed
+    with marked_flows_take_uplink_tables(router), router.serve("c1", 5001), router.serve("c2", 5001):
+        assert router.flows("c1", 5, dst=C2) == [C1] * 5  # LAN to LAN: not marked, not NATed
         assert router.flows("c2", 5, dst=C1) == [C2] * 5
+        # bypass: main table via the site link, not NATed (an ISP would have dropped it as spoofed)
+        assert router.flows("c1", 5, dst=SITE4) == [C1] * 5
+    for dst in (C2, C1, SITE4):
+        marks = ct_marks(router, dst)
+        assert marks and not any(mark & 0xFF00 for mark in marks), (dst, marks)
     assert uplinks(router, router.flows("c1", 12, dst=PINNED4)) == {"isp3": 12}  # pinned destination
-    # bypass: main table via the site link, not NATed (an ISP would have dropped it as spoofed)
-    assert router.flows("c1", 5, dst=SITE4) == [C1] * 5
     apply(router, params, states={"isp3": "down"})
     assert uplinks(router, router.flows("c1", 12, dst=PINNED4)) == {"isp1": 8, "isp2": 4}  # pin follows
 
