@@ -83,13 +83,32 @@ class Lab:
         return subprocess.Popen(self.argv(node, cmd), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
-    def playbook(self, *extra: str, playbook: Optional[Path] = None) -> subprocess.CompletedProcess:
-        """Run site.yml (or PLAYBOOK) against this lab's inventory with this checkout's collection."""
+    def playbook(self, *extra: str, playbook: Optional[Path] = None,
+                 inventory: Optional[Path] = None) -> subprocess.CompletedProcess:
+        """Run site.yml (or PLAYBOOK) against this lab's inventory (or INVENTORY) with this
+        checkout's collection."""
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
                    ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1")
-        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.inventory),
+        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory or self.inventory),
                 str(playbook or ROOT / "playbooks" / "site.yml"), *extra]
         return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+
+    def snapshot(self, router: str = "r1") -> Dict[str, str]:
+        """Everything a converge could change on ROUTER: rulesets, policy rules, routes,
+        forwarding and reverse-path settings, the files the role writes."""
+        cmds = {
+            "nft": ["nft", "list", "ruleset"],
+            "iptables": ["sh", "-c", "{ iptables-save; ip6tables-save; } | grep -v '^#'"],
+            "rules4": ["ip", "rule"],
+            "rules6": ["ip", "-6", "rule"],
+            "routes4": ["ip", "route", "show", "table", "all"],
+            "routes6": ["ip", "-6", "route", "show", "table", "all"],
+            "sysctl": ["sh", "-c", "sysctl -a 2>/dev/null | grep -E 'forwarding|rp_filter|src_valid_mark'"],
+            "files": ["sh", "-c", "find /etc/netops-multihome /etc/sysctl.d /etc/iproute2 /etc/systemd/system"
+                      " /usr/local/lib/netops-multihome /usr/local/sbin -type f 2>/dev/null"
+                      " | sort | xargs -r sha256sum"],
+        }
+        return {key: self.run(router, argv, check=False).stdout for key, argv in cmds.items()}
 
     def ssh(self, router: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a shell command on a router the way an administrator does: over SSH."""
