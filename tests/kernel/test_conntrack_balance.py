@@ -19,7 +19,10 @@ from typing import Iterator, List, Optional, Sequence
 
 import pytest
 from ansible_collections.netops.multihome.plugins.module_utils.engine import balance
-from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
+from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (
+    EngineError,
+    ValidationError,
+)
 from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult, Runner
 from harness import Lab
 
@@ -505,6 +508,44 @@ def test_bad_input_fails_before_any_change(router: Lab, backend: str) -> None:
         apply(router, bad)
     assert router.run("r1", ["nft", "list", "ruleset"]).stdout == listing
     assert _without_counters(router.run("r1", ["iptables-save"]).stdout) == _without_counters(saved)
+
+
+class RefusingRunner(LabRunner):
+    """The lab runner, but the committing run of REFUSED (not its test-load, not the reads)
+    goes without CAP_NET_ADMIN: the kernel refuses that transaction for real."""
+
+    def __init__(self, lab: Lab, refused: str) -> None:
+        super().__init__(lab)
+        self.refused = refused
+
+    def run(self, argv: Sequence[str], stdin: Optional[str] = None, check: bool = True) -> CmdResult:
+        commits = argv[0] == self.refused and stdin is not None and not {"-c", "--test"} & set(argv)
+        argv = ["setpriv", "--bounding-set=-net_admin", *argv] if commits else argv
+        return super().run(argv, stdin=stdin, check=check)
+
+
+def full_ruleset(lab: Lab) -> str:
+    text = lab.run("r1", ["nft", "list", "ruleset"]).stdout
+    for tool in ("iptables-save", "ip6tables-save"):
+        text += _without_counters(lab.run("r1", [tool]).stdout)
+    return text
+
+
+@pytest.mark.parametrize("backend,refused", [("nftables", "nft")])
+def test_refused_transaction_leaves_the_previous_ruleset_and_its_balance_in_force(
+        router: Lab, backend: str, refused: str) -> None:
+    """A new policy (isp1's weight 2 -> 1, which changes both families) whose commit the kernel
+    refuses. The error is reported and the previous ruleset, in every family, still balances
+    2:1:1. (The iptables case, IPv4 committed and IPv6 refused, waits for the engine to roll
+    the IPv4 commit back: issue 13, atomicity.)"""
+    rotation_start(router, backend, "round_robin")
+    before = full_ruleset(router)
+    changed = base_params(router, backend)
+    changed["uplinks"][0]["weight"] = 1
+    with pytest.raises(EngineError):
+        balance.apply_policy(changed, RefusingRunner(router, refused))
+    assert full_ruleset(router) == before
+    assert uplinks(router, router.flows("c1", 40)) == {"isp1": 20, "isp2": 10, "isp3": 10}
 
 
 def _without_counters(save: str) -> str:
