@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -160,8 +161,9 @@ class Lab:
     def stream(self, client: str, count: int = 4, duration: float = 10.0, proto: str = "tcp",
                family: int = 4, interval: float = 0.05, src: Optional[str] = None,
                dst: Optional[str] = None) -> Iterator[StreamHandle]:
-        """Hold COUNT long-lived flows for DURATION seconds while the body runs.
-        After the block, `handle.reports` holds per flow: sources seen, max_gap (s), error."""
+        """Hold COUNT long-lived flows for DURATION seconds (or until `handle.end_early()`)
+        while the body runs. After the block, `handle.reports` holds per flow: sources seen,
+        max_gap (s), error."""
         dst = dst or (SERVER4 if family == 4 else SERVER6)
         cmd = [sys.executable, "-u", str(TRAFFIC), "stream", "--dst", dst, "--port", str(PORT),
                "--count", str(count), "--duration", str(duration), "--proto", proto,
@@ -281,6 +283,10 @@ class StreamHandle:
             err = self.proc.stderr.read() if self.proc.stderr else ""
             raise AssertionError("stream client failed to start: " + err)
         self.local_ports = json.loads(line)["ready"]
+
+    def end_early(self) -> None:
+        """End the streams now instead of at their duration (the report covers until now)."""
+        self.proc.send_signal(signal.SIGUSR1)
 
     def finish(self, timeout: float) -> None:
         out, err = self.proc.communicate(timeout=timeout)
