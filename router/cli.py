@@ -1,6 +1,8 @@
 """Body of the ``multihome`` command on the router.
 
-  multihome status [--json]            uplinks: state, since, weight, tier, flows, last event
+  multihome status [--json|--watch]    uplinks: state, reason, since, weight, tier, flows, last event
+  multihome drain UPLINK / undrain UPLINK
+                                       take an uplink out of rotation for new flows (its flows stay)
   multihome apply [--check] [--json] [--only PART ...]
                                        make the kernel match the saved model
   multihome boot                       apply, then start the monitor (hosts without systemd)
@@ -66,17 +68,34 @@ def _status(args, paths: Paths, runner: Runner) -> int:
 
     from .status import collect, render_text
 
-    model = load_model(paths)
-    states = all_states(paths, uplink_names(model))
-    try:
-        drift = apply_policy(model["balance"], runner, check=True, states=states)["changed"]
-    except EngineError:
-        drift = True
-    status = collect(model, paths, runner, drift)
-    if args.json:
-        _out(json.dumps(status, indent=2, sort_keys=True))
-    else:
-        sys.stdout.write(render_text(status))
+    while True:
+        model = load_model(paths)
+        states = all_states(paths, uplink_names(model))
+        try:
+            drift = apply_policy(model["balance"], runner, check=True, states=states)["changed"]
+        except EngineError:
+            drift = True
+        status = collect(model, paths, runner, drift)
+        if args.json:
+            _out(json.dumps(status, indent=2, sort_keys=True))
+            return 0
+        if not args.watch:
+            sys.stdout.write(render_text(status))
+            return 0
+        # --watch: redraw in place (cursor home, clear screen) until interrupted
+        sys.stdout.write("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + render_text(status))
+        sys.stdout.flush()
+        try:
+            time.sleep(args.interval)
+        except KeyboardInterrupt:
+            return 0
+
+
+def _drain(args, paths: Paths, runner: Runner) -> int:
+    from .drain import set_drained
+
+    result = set_drained(paths, runner, args.uplink, args.command == "drain")
+    _out(result.line())
     return 0
 
 
@@ -142,7 +161,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="multihome", description="netops.multihome router control")
     sub = p.add_subparsers(dest="command", required=True)
     st = sub.add_parser("status", help="uplink states, flows and last events")
-    st.add_argument("--json", action="store_true")
+    shown = st.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="docs/status-schema.md")
+    shown.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
+    st.add_argument("--interval", type=float, default=2.0, help="--watch refresh seconds")
+    for verb, text in (("drain", "out of rotation for new flows, its flows kept (persists)"),
+                       ("undrain", "back into rotation")):
+        sub.add_parser(verb, help=text).add_argument("uplink")
     ap = sub.add_parser("apply", help="make the kernel match /etc/netops-multihome/model.json")
     ap.add_argument("--check", action="store_true", help="report what would change, change nothing")
     ap.add_argument("--json", action="store_true")
@@ -160,7 +185,8 @@ def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner
     args = parser().parse_args(argv)
     paths = paths or Paths.default()
     runner = runner or Runner()
-    handlers = {"status": _status, "apply": _apply, "monitor": _monitor, "boot": _boot}
+    handlers = {"status": _status, "apply": _apply, "monitor": _monitor, "boot": _boot,
+                "drain": _drain, "undrain": _drain}
     try:
         return handlers[args.command](args, paths, runner)
     except EngineError as exc:

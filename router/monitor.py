@@ -28,6 +28,7 @@ from engine.paths import Paths
 from engine.runner import Runner
 
 from .hook import process as process_hook_event
+from .operability import Operability
 
 IDENT = "multihome-monitor"
 LSM = "lsm"
@@ -92,12 +93,15 @@ class Monitor:
         self.stopping = False
         self.reload = False
         self.server: Optional[socket.socket] = None
+        # issue 15: metrics file and user hooks, fed each applied event (router/operability.py)
+        self.ops = Operability(paths, self.runner, lambda line: log_event(paths, line, IDENT))
 
     def _event(self, uplink: str, up: bool) -> None:
         state = "up" if up else "down"
         try:
             result = handle_event(self.model, uplink, "carrier", state, time.time(), self.paths, self.runner)
             log_event(self.paths, result.line(), IDENT)
+            self.ops.after_event(result.line())
         except EngineError as exc:
             log_event(self.paths, f"uplink={uplink} source=carrier state={state} failed: {exc}", IDENT)
 
@@ -173,6 +177,7 @@ class Monitor:
             rc, line = process_hook_event(argv, self.paths, self.runner, started, via=" via=monitor")
             with contextlib.suppress(OSError):  # the hook gave up waiting; it is applied
                 conn.sendall(f"{rc}\n{line}".encode("utf-8", "replace"))
+            self.ops.after_event(line)
 
     def _stop_child(self, proc: Optional[subprocess.Popen]) -> None:
         if proc is not None and proc.poll() is None:
@@ -195,6 +200,7 @@ class Monitor:
         self.sync_carriers()
         self.server = self._listen()
         self._start_lsm()
+        self.ops.start()
         log_event(self.paths, f"monitor started pid={os.getpid()} uplinks={','.join(self.names)}", IDENT)
         lsm_restarts: List[float] = []
         while not self.stopping:
@@ -222,6 +228,7 @@ class Monitor:
                     log_event(self.paths, f"lsm ({uplink}) exited rc={proc.returncode}; restarting", IDENT)
                     time.sleep(min(5.0, 0.2 * len(lsm_restarts)))
                     self._start_lsm(only=uplink)
+        self.ops.stop()
         for proc in self.lsm.values():
             self._stop_child(proc)
         self._stop_child(self.watch)

@@ -11,6 +11,11 @@ from engine.failover.state import uplink_names, uplink_state
 from engine.paths import Paths
 from engine.runner import Runner
 
+from .reasons import reason_of, sources_of
+
+# docs/status-schema.md: bump on any change that is not a new field.
+SCHEMA_VERSION = 1
+
 _MARK = re.compile(r"\bmark=(\d+)")
 
 
@@ -57,12 +62,14 @@ def collect(model: dict, paths: Paths, runner: Runner, drift: Optional[bool] = N
         state, since, detail = uplink_state(paths, up["name"])
         uplinks.append({
             "name": up["name"], "interface": up["interface"], "state": state,
-            "since": since, "detail": detail, "weight": up.get("weight", 1),
+            "since": since, "detail": detail, "reason": reason_of(state, detail),
+            "drained": sources_of(detail).get("admin") == "down", "weight": up.get("weight", 1),
             "tier": up.get("tier", 1), "mark": hex(marks[up["name"]]),
             "table": fo[up["name"]]["table"], "flows": flows[up["name"]],
             "last_event": events.get(up["name"], ""),
         })
     return {
+        "schema_version": SCHEMA_VERSION,
         "backend": model["balance"].get("backend"), "mode": model["balance"].get("mode"),
         "failover": model["failover"].get("enabled"), "ruleset_in_sync": drift is None or not drift,
         "uplinks": uplinks,
@@ -81,9 +88,9 @@ def render_text(status: Dict[str, Any]) -> str:
     head = (f"backend={status['backend']} mode={status['mode']} failover="
             f"{'on' if status['failover'] else 'off'} ruleset="
             f"{'in sync' if status['ruleset_in_sync'] else 'DRIFTED (run: multihome apply)'}")
-    rows = [("UPLINK", "IFACE", "STATE", "SINCE", "WEIGHT", "TIER", "FLOWS")]
+    rows = [("UPLINK", "IFACE", "STATE", "REASON", "SINCE", "WEIGHT", "TIER", "FLOWS")]
     for u in status["uplinks"]:
-        rows.append((u["name"], u["interface"], u["state"], _age(u["since"]), str(u["weight"]),
+        rows.append((u["name"], u["interface"], u["state"], u["reason"], _age(u["since"]), str(u["weight"]),
                      str(u["tier"]), str(u["flows"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [head, ""] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]

@@ -26,7 +26,8 @@ from ..errors import EngineError, ValidationError
 from ..paths import Paths
 from ..runner import Runner
 
-SOURCES = ("probe", "carrier")
+# "admin": an operator's drain (router/drain.py): down for new flows, its flows kept.
+SOURCES = ("probe", "carrier", "admin")
 STATES = ("up", "down")
 
 
