@@ -153,7 +153,8 @@ class Metrics:
                 os.unlink(tmp)
                 raise
         except Exception as exc:  # a metrics failure must never stop the monitor
-            error = f"metrics: cannot write {os.path.join(self.directory, FILENAME)}: {exc}"
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            error = f"metrics: cannot write {os.path.join(self.directory, FILENAME)}: {why}"
             if error != self.last_error:
                 self.log(error + " (the monitor keeps running; retrying every "
                          f"{self.interval:g}s)")

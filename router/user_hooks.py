@@ -15,6 +15,7 @@ skipped with a log line and never run. The event reaches the script as environme
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -57,6 +58,8 @@ class UserHooks:
         self.directory, self.timeout, self.log = directory, timeout, log
         self.pending: queue.Queue = queue.Queue()
         self.thread: Optional[threading.Thread] = None
+        self.running: Optional[subprocess.Popen] = None
+        self.stopping = False
 
     def scripts(self) -> List[str]:
         try:
@@ -81,6 +84,7 @@ class UserHooks:
         proc = subprocess.Popen([path], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd="/",
                                 start_new_session=True)
+        self.running = proc
         try:
             out, _ = proc.communicate(timeout=self.timeout)
             outcome = f"rc={proc.returncode}"
@@ -88,6 +92,7 @@ class UserHooks:
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
             outcome = f"killed after the {self.timeout:g}s timeout"
+        self.running = None
         text = out.decode("utf-8", "replace").strip().replace("\n", " | ")[:MAX_OUTPUT]
         self.log(f"user hook {path} uplink={env['MULTIHOME_UPLINK']} {outcome} "
                  f"ms={(time.monotonic() - started) * 1000:.0f}" + (f" output: {text!r}" if text else ""))
@@ -103,6 +108,8 @@ class UserHooks:
             if env is None:
                 return
             for path in self.scripts():
+                if self.stopping:
+                    return
                 try:
                     self.run_one(path, env)
                 except OSError as exc:
@@ -113,4 +120,10 @@ class UserHooks:
         self.thread.start()
 
     def stop(self) -> None:
+        """No further scripts; the one running now is killed (the monitor is going away)."""
+        self.stopping = True
         self.pending.put(None)
+        proc = self.running
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)

@@ -1,6 +1,7 @@
 """Operability on the lab's router r1 (issue 15): the versioned ``status --json`` schema read
-field by field, the human table and ``--watch``, and ``multihome drain``/``undrain``
-under live streams."""
+field by field, the human table and ``--watch``, ``multihome drain``/``undrain`` under
+live streams, the Prometheus textfile parsed with prometheus_client, and user hooks (the
+environment they get, the ones refused, a hanging one that must not delay failover)."""
 from __future__ import annotations
 
 import collections
@@ -10,10 +11,18 @@ from pathlib import Path
 
 import pytest
 from harness import wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 ISP1, ISP2 = "198.51.100.2", "198.51.100.6"
 STATE = "/var/lib/netops-multihome/state"
+EVENTS = "/var/log/netops-multihome/events.log"
+METRICS = "/var/lib/prometheus/node-exporter/multihome.prom"
+HOOKS = "/etc/netops-multihome/hooks.d"
+HOOK_ENV = "/var/tmp/multihome-hook-env"
+RECORD_HOOK = (f"#!/bin/sh\nenv | grep ^MULTIHOME_ | sort | tr '\\n' ' ' >> {HOOK_ENV}\n"
+               f"echo >> {HOOK_ENV}\necho recorded\n")
+HOOK_TIMEOUT = 3
 
 
 def status(lab) -> dict:
@@ -26,7 +35,9 @@ def uplink(lab, name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def converged(lab):
-    done = lab.playbook()
+    done = lab.playbook("-e", json.dumps({
+        "multihome_user_hooks": [{"name": "10-record", "content": RECORD_HOOK}],
+        "multihome_user_hook_timeout": HOOK_TIMEOUT, "multihome_metrics_interval": 1}))
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert wait_for(lambda: "probe=up" in lab.run("r1", ["cat", f"{STATE}/isp2"], check=False).stdout, 10)
     return lab
@@ -96,3 +107,131 @@ def test_drained_uplink_keeps_its_streams_gets_no_new_flows_survives_apply_and_u
 def test_draining_an_unknown_uplink_is_refused_naming_the_allowed_ones(converged) -> None:
     proc = converged.run("r1", ["multihome", "drain", "isp9"], check=False)
     assert proc.returncode == 1 and "isp9" in proc.stderr and "isp1, isp2" in proc.stderr, proc.stderr
+
+
+def metrics(lab) -> dict:
+    """{(name, labels as a sorted tuple): value} from the textfile, through the official parser."""
+    text = lab.run("r1", ["cat", METRICS]).stdout
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_metrics_textfile_parses_and_reports_states_flows_events_histogram_and_interface_counters(
+        converged) -> None:
+    lab = converged
+    before = metrics(lab)
+    with lab.stream("c1", count=4, duration=900.0) as streams:
+        time.sleep(0.5)
+        lab.run("r1", ["multihome", "drain", "isp2"])
+        try:
+            assert wait_for(lambda: metrics(lab)[("multihome_uplink_state", (("state", "drained"),
+                                                                              ("uplink", "isp2")))] == 1, 5)
+            now = metrics(lab)
+        finally:
+            lab.run("r1", ["multihome", "undrain", "isp2"])
+        streams.end_early()
+    for state, value in (("up", 1), ("down", 0), ("drained", 0)):
+        assert now[("multihome_uplink_state", (("state", state), ("uplink", "isp1")))] == value
+    assert now[("multihome_uplink_up", (("uplink", "isp2"),))] == 0
+    assert now[("multihome_uplink_effective_weight", (("uplink", "isp1"),))] == 1
+    assert now[("multihome_uplink_effective_weight", (("uplink", "isp2"),))] == 0
+    assert now[("multihome_uplink_flows", (("uplink", "isp1"),))] >= 2
+    assert now[("multihome_uplink_flows", (("uplink", "isp2"),))] >= 2  # drained, its flows kept
+    assert 0 <= now[("multihome_uplink_since_change_seconds", (("uplink", "isp2"),))] < 5
+    for uplink in ("isp1", "isp2"):
+        for counter in ("receive_bytes", "transmit_bytes", "receive_packets", "transmit_packets"):
+            key = (f"multihome_uplink_{counter}_total", (("uplink", uplink),))
+            assert now[key] > before[key], key
+    # every event since the monitor started is counted and timed
+    events = sum(v for (name, _), v in now.items() if name == "multihome_events_total")
+    timed = now[("multihome_event_apply_duration_seconds_count", ())]
+    assert events >= 2 and timed >= 2
+    assert now[("multihome_event_apply_duration_seconds_bucket", (("le", "+Inf"),))] == timed
+    assert time.time() - now[("multihome_metrics_last_write_timestamp_seconds", ())] < 5
+
+
+def carrier_event_seconds(lab, name: str) -> float:
+    """From cutting NAME's carrier to its applied event in the log, then carrier back."""
+    lab.run("r1", ["sh", "-c", f": > {EVENTS}"])
+    lab.carrier_down(name)
+    try:
+        took = wait_for(lambda: f"uplink={name} source=carrier state=down" in lab.run(
+            "r1", ["cat", EVENTS]).stdout, 10.0, step=0.02)
+        assert took is not None, "carrier loss not applied within 10 s"
+    finally:
+        lab.carrier_up(name)
+    assert wait_for(lambda: uplink(lab, name)["state"] == "up", 10.0) is not None
+    return took
+
+
+def test_user_hook_receives_the_event_environment_and_its_output_is_logged(converged) -> None:
+    lab = converged
+    lab.run("r1", ["rm", "-f", HOOK_ENV])
+    carrier_event_seconds(lab, "isp2")
+    assert wait_for(lambda: len(lab.run("r1", ["cat", HOOK_ENV], check=False).stdout.splitlines()) >= 2, 10)
+    down, up_ = lab.run("r1", ["cat", HOOK_ENV]).stdout.splitlines()[:2]
+    assert down.split() == ["MULTIHOME_LIVE_UPLINKS=isp1", "MULTIHOME_NEW_STATE=down",
+                            "MULTIHOME_OLD_STATE=up", "MULTIHOME_REASON=carrier", "MULTIHOME_UPLINK=isp2"]
+    assert up_.split() == ["MULTIHOME_LIVE_UPLINKS=isp1,isp2", "MULTIHOME_NEW_STATE=up",
+                           "MULTIHOME_OLD_STATE=down", "MULTIHOME_REASON=carrier", "MULTIHOME_UPLINK=isp2"]
+    log = lab.run("r1", ["tail", "-n", "30", EVENTS]).stdout
+    assert f"user hook {HOOKS}/10-record uplink=isp2 rc=0" in log and "output: 'recorded'" in log
+
+
+def test_hooks_not_executable_or_not_root_owned_or_group_writable_are_skipped_and_logged(converged) -> None:
+    lab = converged
+    bad = {"20-noexec": ("0644", "0"), "21-notroot": ("0755", "1000"), "22-groupw": ("0775", "0")}
+    for name, (mode, owner) in bad.items():
+        lab.run("r1", ["sh", "-c", f"printf '#!/bin/sh\\ntouch /var/tmp/{name}-ran\\n' > {HOOKS}/{name} && "
+                                   f"chmod {mode} {HOOKS}/{name} && chown {owner} {HOOKS}/{name}"])
+    try:
+        carrier_event_seconds(lab, "isp2")
+        assert wait_for(lambda: lab.run("r1", ["grep", "-c", "22-groupw skipped", EVENTS], check=False)
+                        .stdout.strip() not in ("", "0"), 10)
+        log = lab.run("r1", ["tail", "-n", "60", EVENTS]).stdout
+        assert f"{HOOKS}/20-noexec skipped: not executable (mode 0644)" in log
+        assert f"{HOOKS}/21-notroot skipped: owned by uid 1000, not root" in log
+        assert f"{HOOKS}/22-groupw skipped: writable by group or others (mode 0775)" in log
+        for name in bad:
+            assert lab.run("r1", ["test", "-e", f"/var/tmp/{name}-ran"], check=False).returncode == 1
+    finally:
+        lab.run("r1", ["rm", "-f", *(f"{HOOKS}/{name}" for name in bad)])
+
+
+def test_hanging_user_hook_is_killed_after_its_timeout_and_leaves_carrier_failover_time_unchanged(
+        converged) -> None:
+    lab = converged
+    without = sorted(carrier_event_seconds(lab, "isp2") for _ in range(3))
+    lab.run("r1", ["sh", "-c", f"printf '#!/bin/sh\\nsleep 600\\n' > {HOOKS}/30-hang && "
+                               f"chmod 0700 {HOOKS}/30-hang"])
+    try:
+        with_hang = sorted(carrier_event_seconds(lab, "isp2") for _ in range(3))
+        assert wait_for(lambda: "30-hang uplink=isp2 killed after the 3s timeout" in lab.run(
+            "r1", ["tail", "-n", "60", EVENTS]).stdout, 3 * 2 * HOOK_TIMEOUT + 10)
+    finally:
+        lab.run("r1", ["rm", "-f", f"{HOOKS}/30-hang"])
+    print(f"carrier event-to-apply, median: without hook {without[1]:.3f}s, "
+          f"with a hanging hook {with_hang[1]:.3f}s")
+    # a hook run inline would add its whole timeout (3 s) to every event
+    assert with_hang[1] < without[1] + 0.5, (without, with_hang)
+
+
+def test_unwritable_metrics_dir_is_logged_once_and_the_monitor_keeps_failing_over(converged) -> None:
+    lab = converged
+    conf = "/etc/netops-multihome/operability.json"
+    saved = lab.run("r1", ["cat", conf]).stdout
+    broken = dict(json.loads(saved), metrics_dir="/proc/version")
+    lab.run("r1", ["sh", "-c", f"cat > {conf}"], stdin=json.dumps(broken))
+    error = "metrics: cannot write /proc/version/multihome.prom"
+    try:
+        lab.run("r1", ["sh", "-c", f": > {EVENTS}"])
+        lab.run("r1", ["multihome", "monitor", "--restart"])
+        time.sleep(3.0)  # three refreshes at metrics_interval=1
+        log = lab.run("r1", ["cat", EVENTS]).stdout
+        assert log.count(error) == 1 and "monitor started" in log, log
+        carrier_event_seconds(lab, "isp2")  # the monitor still fails over
+        time.sleep(1.5)
+        assert error not in lab.run("r1", ["cat", EVENTS]).stdout  # logged once, not per refresh
+    finally:
+        lab.run("r1", ["sh", "-c", f"cat > {conf}"], stdin=saved)
+        lab.run("r1", ["multihome", "monitor", "--restart"])
