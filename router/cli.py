@@ -1,6 +1,7 @@
 """Body of the ``multihome`` command on the router.
 
   multihome status [--json|--watch]    uplinks: state, reason, since, weight, tier, flows, last event
+  multihome flows [--top N] [--json]   conntrack entries per uplink, top talkers by bytes first
   multihome drain UPLINK / undrain UPLINK
                                        take an uplink out of rotation for new flows (its flows stay)
   multihome apply [--check] [--json] [--only PART ...]
@@ -91,6 +92,20 @@ def _status(args, paths: Paths, runner: Runner) -> int:
             return 0
 
 
+def _flows(args, paths: Paths, runner: Runner) -> int:
+    from .flows import flows_by_uplink, render_flows
+
+    model = load_model(paths)
+    fo = model["failover"]["uplinks"]
+    view = flows_by_uplink(runner, {n: int(fo[n]["mark"]) for n in uplink_names(model)},
+                           int(model["balance"].get("mark_mask") or 0xFF00), args.top)
+    if args.json:
+        _out(json.dumps(view, indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(render_flows(view))
+    return 0
+
+
 def _drain(args, paths: Paths, runner: Runner) -> int:
     from .drain import set_drained
 
@@ -157,6 +172,18 @@ def _boot(args, paths: Paths, runner: Runner) -> int:
     return 0
 
 
+def _at_least(low: float, kind: type = float):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"{text!r}: allowed is a {kind.__name__} of at least {low:g}")
+        return value
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="multihome", description="netops.multihome router control")
     sub = p.add_subparsers(dest="command", required=True)
@@ -164,7 +191,10 @@ def parser() -> argparse.ArgumentParser:
     shown = st.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="docs/status-schema.md")
     shown.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
-    st.add_argument("--interval", type=float, default=2.0, help="--watch refresh seconds")
+    st.add_argument("--interval", type=_at_least(0.2), default=2.0, help="--watch refresh seconds")
+    fl = sub.add_parser("flows", help="conntrack entries per uplink, top talkers by bytes first")
+    fl.add_argument("--top", type=_at_least(1, int), default=10, help="flows shown per uplink (default 10)")
+    fl.add_argument("--json", action="store_true")
     for verb, text in (("drain", "out of rotation for new flows, its flows kept (persists)"),
                        ("undrain", "back into rotation")):
         sub.add_parser(verb, help=text).add_argument("uplink")
@@ -186,7 +216,7 @@ def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner
     paths = paths or Paths.default()
     runner = runner or Runner()
     handlers = {"status": _status, "apply": _apply, "monitor": _monitor, "boot": _boot,
-                "drain": _drain, "undrain": _drain}
+                "drain": _drain, "undrain": _drain, "flows": _flows}
     try:
         return handlers[args.command](args, paths, runner)
     except EngineError as exc:

@@ -33,8 +33,8 @@ from .status import count_flows
 FILENAME = "multihome.prom"
 STATES = ("up", "down", "drained")
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-EVENT_KINDS = (("probe", "up"), ("probe", "down"), ("carrier", "up"), ("carrier", "down"),
-               ("admin", "up"), ("admin", "down"))
+# what the monitor handles (a drain is the operator's command, shown by multihome_uplink_state)
+EVENT_KINDS = (("probe", "up"), ("probe", "down"), ("carrier", "up"), ("carrier", "down"))
 _IFACE_STATS = (("receive_bytes", "rx", "bytes"), ("transmit_bytes", "tx", "bytes"),
                 ("receive_packets", "rx", "packets"), ("transmit_packets", "tx", "packets"))
 

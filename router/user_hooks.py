@@ -10,7 +10,7 @@ skipped with a log line and never run. The event reaches the script as environme
   MULTIHOME_UPLINK        the uplink that changed
   MULTIHOME_OLD_STATE     its effective state before (up/down)
   MULTIHOME_NEW_STATE     its effective state now
-  MULTIHOME_REASON        what reported the change: probe, carrier or admin (drain)
+  MULTIHOME_REASON        what reported the change: probe, carrier or admin (drain/undrain)
   MULTIHOME_LIVE_UPLINKS  comma-separated uplinks taking new flows ("none" if none)
 """
 from __future__ import annotations
@@ -97,6 +97,16 @@ class UserHooks:
         self.log(f"user hook {path} uplink={env['MULTIHOME_UPLINK']} {outcome} "
                  f"ms={(time.monotonic() - started) * 1000:.0f}" + (f" output: {text!r}" if text else ""))
 
+    def run_all(self, env: Dict[str, str]) -> None:
+        """Every runnable script, in name order, one after the other."""
+        for path in self.scripts():
+            if self.stopping:
+                return
+            try:
+                self.run_one(path, env)
+            except OSError as exc:
+                self.log(f"user hook {path} failed to start: {exc}")
+
     def submit(self, event: LoggedEvent) -> None:
         """Queue the scripts for one effective change; returns at once."""
         if event.changed:
@@ -107,13 +117,7 @@ class UserHooks:
             env = self.pending.get()
             if env is None:
                 return
-            for path in self.scripts():
-                if self.stopping:
-                    return
-                try:
-                    self.run_one(path, env)
-                except OSError as exc:
-                    self.log(f"user hook {path} failed to start: {exc}")
+            self.run_all(env)
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._loop, name="user-hooks", daemon=True)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import wait_for
+from harness import PORT, SERVER4, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,13 +77,18 @@ def test_status_table_has_a_reason_column_and_watch_redraws_in_place(converged) 
     assert len(frames) >= 3 and all("isp2" in f for f in frames), watch
 
 
-def test_drained_uplink_keeps_its_streams_gets_no_new_flows_survives_apply_and_undrain_restores(
+def test_drained_uplink_keeps_its_streams_gets_no_new_flows_runs_hooks_survives_apply_and_undrain_restores(
         converged) -> None:
     lab = converged
     try:
         with lab.stream("c1", count=6, duration=900.0) as streams:
             time.sleep(1.0)
+            lab.run("r1", ["rm", "-f", HOOK_ENV])
             lab.run("r1", ["multihome", "drain", "isp1"])
+            # the operator's command ran the user hooks for the change before returning
+            assert lab.run("r1", ["cat", HOOK_ENV]).stdout.split() == [
+                "MULTIHOME_LIVE_UPLINKS=isp2", "MULTIHOME_NEW_STATE=down", "MULTIHOME_OLD_STATE=up",
+                "MULTIHOME_REASON=admin", "MULTIHOME_UPLINK=isp1"]
             drained = uplink(lab, "isp1")
             assert (drained["state"], drained["reason"], drained["drained"]) == (
                 "down", "admin-drained", True)
@@ -235,3 +240,24 @@ def test_unwritable_metrics_dir_is_logged_once_and_the_monitor_keeps_failing_ove
     finally:
         lab.run("r1", ["sh", "-c", f"cat > {conf}"], stdin=saved)
         lab.run("r1", ["multihome", "monitor", "--restart"])
+
+
+def test_flows_view_lists_each_stream_under_the_uplink_the_server_saw_it_from_with_bytes(converged) -> None:
+    lab = converged
+    # per-flow byte accounting is a kernel setting the administrator owns; the lab turns it on
+    lab.run("r1", ["sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1"])
+    with lab.stream("c1", count=4, duration=900.0) as streams:
+        time.sleep(1.0)
+        view = json.loads(lab.run("r1", ["multihome", "flows", "--json", "--top", "50"]).stdout)
+        table = lab.run("r1", ["multihome", "flows", "--top", "1"]).stdout
+        streams.end_early()
+    seen = collections.Counter(r["sources"][0] for r in streams.reports)
+    assert set(view) == {"isp1", "isp2"}
+    for name, address in (("isp1", ISP1), ("isp2", ISP2)):
+        ours = [f for f in view[name]["top"]
+                if (f["dst"], f["dport"], f["state"]) == (SERVER4, str(PORT), "ESTABLISHED")]
+        assert len(ours) == seen[address] == 2, (name, view[name])
+        assert all(f["proto"] == "tcp" and f["bytes"] > 0 and f["packets"] > 0 for f in ours)
+        assert [f["bytes"] for f in view[name]["top"]] == sorted((f["bytes"] for f in view[name]["top"]),
+                                                                  reverse=True)
+        assert f"{name}: {view[name]['flows']} flows" in table

@@ -97,3 +97,15 @@ def test_unwritable_metrics_dir_logs_one_line_and_returns(router, tmp_path) -> N
     os.mkdir(tmp_path / "missing")
     assert metrics.write() is True and "again" in logged[-1]
     assert (tmp_path / "missing" / "multihome.prom").is_file()
+
+
+def test_conntrack_line_gives_the_original_tuple_both_directions_bytes_and_the_mark() -> None:
+    from router.flows import parse_conntrack_line
+
+    line = ("tcp      6 431999 ESTABLISHED src=192.168.1.20 dst=203.0.113.10 sport=40000 dport=5001 "
+            "packets=10 bytes=900 src=203.0.113.10 dst=198.51.100.2 sport=5001 dport=40000 packets=8 "
+            "bytes=700 [ASSURED] mark=256 use=1")
+    flow = parse_conntrack_line(line)
+    assert flow == {"proto": "tcp", "state": "ESTABLISHED", "src": "192.168.1.20", "dst": "203.0.113.10",
+                    "sport": "40000", "dport": "5001", "mark": 256, "bytes": 1600, "packets": 18}
+    assert parse_conntrack_line("udp 17 29 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 mark=0")["state"] == ""
