@@ -9,10 +9,12 @@ from pathlib import Path
 
 import ansible_runner
 import pytest
+import test_awx_runner
 from harness import wait_for
 from test_awx_runner import AWX_PLAY_LINE, ROOT
-from test_awx_runner import private_data_dir as awx_private_data_dir  # noqa: F401 - registers the fixture
 
+# The private data dir of test_awx_runner (project clone, its collections, the lab's inventory)
+job_dir = test_awx_runner.private_data_dir
 SURVEYS = {"playbooks/status.yml": "playbooks/surveys/status.json",
            "playbooks/drain.yml": "playbooks/surveys/drain.json"}
 
@@ -46,13 +48,13 @@ def test_operations_playbook_is_offered_with_a_survey_naming_only_its_variables(
         assert question["variable"] in text and question["type"] in ("text", "multiplechoice")
 
 
-def test_status_job_reports_the_router_with_its_failing_uplink_first(converged, private_data_dir) -> None:
+def test_status_job_reports_the_router_with_its_failing_uplink_first(converged, job_dir) -> None:
     lab = converged
-    report_path = private_data_dir / "fleet-report.json"
+    report_path = job_dir / "fleet-report.json"
     lab.carrier_down("isp1")
     try:
         assert wait_for(lambda: uplink(lab, "isp1")["reason"] == "carrier", 5)
-        run = job(private_data_dir, "playbooks/status.yml", multihome_report_path=str(report_path))
+        run = job(job_dir, "playbooks/status.yml", multihome_report_path=str(report_path))
         assert run.status == "successful", run.stdout.read()[-4000:]
     finally:
         lab.carrier_up("isp1")
@@ -67,19 +69,19 @@ def test_status_job_reports_the_router_with_its_failing_uplink_first(converged, 
 
 
 def test_drain_job_drains_once_changes_nothing_when_repeated_and_undrains(
-        converged, private_data_dir) -> None:
+        converged, job_dir) -> None:
     lab = converged
     try:
-        first = job(private_data_dir, "playbooks/drain.yml", multihome_drain_uplink="isp2",
+        first = job(job_dir, "playbooks/drain.yml", multihome_drain_uplink="isp2",
                     multihome_drain_action="drain")
         assert first.status == "successful", first.stdout.read()[-3000:]
         assert first.stats["changed"].get("r1") == 1, first.stats
         assert uplink(lab, "isp2")["drained"] is True
-        again = job(private_data_dir, "playbooks/drain.yml", multihome_drain_uplink="isp2",
+        again = job(job_dir, "playbooks/drain.yml", multihome_drain_uplink="isp2",
                     multihome_drain_action="drain")
         assert again.status == "successful" and again.stats["changed"].get("r1", 0) == 0, again.stats
     finally:
-        back = job(private_data_dir, "playbooks/drain.yml", multihome_drain_uplink="isp2",
+        back = job(job_dir, "playbooks/drain.yml", multihome_drain_uplink="isp2",
                    multihome_drain_action="undrain")
     assert back.status == "successful" and back.stats["changed"].get("r1") == 1, back.stdout.read()[-3000:]
     assert uplink(lab, "isp2")["drained"] is False
@@ -92,8 +94,8 @@ def test_drain_job_drains_once_changes_nothing_when_repeated_and_undrains(
      'multihome_drain_action="reboot" (allowed: drain, undrain)'),
 ])
 def test_drain_job_refuses_a_bad_survey_answer_by_name_and_changes_nothing(
-        converged, private_data_dir, answers, message) -> None:
-    run = job(private_data_dir, "playbooks/drain.yml", **answers)
+        converged, job_dir, answers, message) -> None:
+    run = job(job_dir, "playbooks/drain.yml", **answers)
     out = run.stdout.read()
     assert run.status == "failed" and message in out, out[-3000:]
     assert run.stats["changed"].get("r1", 0) == 0

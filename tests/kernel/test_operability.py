@@ -261,3 +261,21 @@ def test_flows_view_lists_each_stream_under_the_uplink_the_server_saw_it_from_wi
         assert [f["bytes"] for f in view[name]["top"]] == sorted((f["bytes"] for f in view[name]["top"]),
                                                                   reverse=True)
         assert f"{name}: {view[name]['flows']} flows" in table
+
+
+@pytest.mark.parametrize(("extra", "shown"), [
+    ({"multihome_metrics_interval": 0}, "multihome_metrics_interval=0 on r1 (allowed: 1 to 300 seconds)"),
+    ({"multihome_user_hook_timeout": 900},
+     "multihome_user_hook_timeout=900 on r1 (allowed: 1 to 600 seconds)"),
+    ({"multihome_metrics_dir": "metrics"},
+     "multihome_metrics_dir='metrics' on r1 (allowed: an absolute path"),
+    ({"multihome_user_hooks": [{"name": "../x", "content": "#!/bin/sh\n"}]},
+     "multihome_user_hooks names=../x on r1 (allowed: unique file names"),
+])
+def test_bad_operability_variable_stops_site_yml_naming_it_before_the_router_changes(
+        converged, extra, shown) -> None:
+    lab = converged
+    before = lab.snapshot("r1")
+    bad = lab.playbook("-e", json.dumps(extra))
+    assert bad.returncode != 0 and shown in bad.stdout, bad.stdout[-3000:]
+    assert lab.snapshot("r1") == before
