@@ -12,8 +12,8 @@ from typing import Dict, List, Optional
 from harness import ROOT, Lab, wait_for
 
 sys.path.insert(0, str(ROOT / "lab"))
-import ha_pair  # noqa: E402
-from addressing import build_plan  # noqa: E402
+import ha_pair
+from addressing import build_plan
 
 HA_SCRIPT = "/usr/local/lib/netops-multihome/multihome-ha"
 CONNTRACKD = ["conntrackd", "-C", "/etc/conntrackd/conntrackd.conf"]

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import Lab, recovery_time, wait_for
-from harness import ha
+from harness import Lab, ha, recovery_time, wait_for
 
 LAB_TOPOLOGY = "ha_pair"
 VIP1, VIP2 = "198.51.100.2", "198.51.100.10"

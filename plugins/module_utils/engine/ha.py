@@ -32,7 +32,8 @@ def _int(option: str, value: Any, low: int, high: int) -> int:
 def _host_address(option: str, value: Any, network: Optional[Any] = None) -> ipaddress.IPv4Interface:
     allowed = "an IPv4 address with its prefix length, such as 192.168.1.1/24"
     if network is not None:
-        allowed = f"an IPv4 address/prefix inside {network}, such as {next(network.hosts())}/{network.prefixlen}"
+        example = f"{next(network.hosts())}/{network.prefixlen}"
+        allowed = f"an IPv4 address/prefix inside {network}, such as {example}"
     try:
         iface = ipaddress.IPv4Interface(str(value)) if "/" in str(value) else None
     except ValueError:
@@ -57,18 +58,20 @@ def _instances(kind: str, raw: Any, wanted: Dict[str, Any]) -> List[Dict[str, An
             raise ValidationError(f"{option}[{i}].name", name, f"a {kind[:-1]} not already listed")
     missing = sorted(set(wanted) - set(names))
     if missing:
-        raise ValidationError(option, names, f"every {kind[:-1]} of the router, missing: {', '.join(missing)}")
+        allowed = f"every {kind[:-1]} of the router; missing: {', '.join(missing)}"
+        raise ValidationError(option, names, allowed)
     out = []
     for i, item in enumerate(raw):
         network = wanted[item["name"]]["network"]
         vip = _host_address(f"{option}[{i}].virtual_address", item.get("virtual_address"), network)
         out.append({"name": item["name"], "interface": wanted[item["name"]]["interface"],
-                    "virtual_address": str(vip), "vrid": _int(f"{option}[{i}].vrid", item.get("vrid"), 1, 255),
+                    "virtual_address": str(vip),
+                    "vrid": _int(f"{option}[{i}].vrid", item.get("vrid"), 1, 255),
                     "real_address": wanted[item["name"]].get("real")})
     return out
 
 
-def _own_networks(model: Dict[str, Any], lans_vars: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+def _own_networks(model: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     """LANs and uplinks of the model: name -> interface, IPv4 network (and real address)."""
     lans: Dict[str, Any] = {}
     for lan in model["balance"]["lans"]:
@@ -89,7 +92,8 @@ def own_settings(model: Dict[str, Any], ha: Dict[str, Any], host: str) -> Dict[s
         raise ValidationError(HA, ha, "a dictionary (see roles/multihome/README.md)")
     peer = ha.get("peer")
     if not isinstance(peer, str) or not peer or peer == host:
-        raise ValidationError(f"{HA}.peer", peer, f"the inventory name of the other router of the pair (not {host})")
+        raise ValidationError(f"{HA}.peer", peer,
+                              f"the inventory name of the other router of the pair (not {host})")
     version = ha.get("vrrp_version", 3)
     if version not in VERSIONS:
         raise ValidationError(f"{HA}.vrrp_version", version, "2 or 3")
@@ -98,8 +102,8 @@ def own_settings(model: Dict[str, Any], ha: Dict[str, Any], host: str) -> Dict[s
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or (
         whole and (interval != int(interval) or not 1 <= interval <= 255)
     ) or not 0.01 <= interval <= 40.95:
-        raise ValidationError(f"{HA}.advert_interval", interval,
-                              "whole seconds 1-255 with vrrp_version 2" if whole else "seconds, 0.01 to 40.95")
+        allowed = "whole seconds 1-255 with vrrp_version 2" if whole else "seconds, 0.01 to 40.95"
+        raise ValidationError(f"{HA}.advert_interval", interval, allowed)
     auth = ha.get("auth_pass")
     if auth is not None and (version != 2 or not isinstance(auth, str) or not 1 <= len(auth) <= 8):
         raise ValidationError(f"{HA}.auth_pass", "<hidden>" if isinstance(auth, str) else auth,
@@ -107,28 +111,21 @@ def own_settings(model: Dict[str, Any], ha: Dict[str, Any], host: str) -> Dict[s
     preempt = ha.get("preempt", False)
     if not isinstance(preempt, bool):
         raise ValidationError(f"{HA}.preempt", preempt, "true or false")
-    nets = _own_networks(model, [])
+    nets = _own_networks(model)
     for name, lan in nets["lans"].items():
         if lan["network"] is None:
-            raise ValidationError(f"{HA}.lans", name, "LANs with an IPv4 prefix (the pair's gateways are IPv4)")
+            raise ValidationError(f"{HA}.lans", name,
+                                  "LANs with an IPv4 prefix (the pair's gateways are IPv4)")
     for up in model["balance"]["uplinks"]:
         if up["nat"] != "snat":
             raise ValidationError(f"multihome_uplinks ({up['name']}).nat", up["nat"],
                                   "snat: an HA pair NATs to the uplink's virtual address")
     lans = _instances("lans", ha.get("lans"), nets["lans"])
     uplinks = _instances("uplinks", ha.get("uplinks"), nets["uplinks"])
-    seen: Dict[Any, str] = {}
-    for kind, items in (("lans", lans), ("uplinks", uplinks)):
-        for i, item in enumerate(items):
-            option = f"{HA}.{kind}[{i}]"
-            vip = str(ipaddress.ip_interface(item["virtual_address"]).ip)
-            if vip == item["real_address"]:
-                raise ValidationError(f"{option}.virtual_address", item["virtual_address"],
-                                      f"an address other than this router's own {vip}")
-            for key, value in (("virtual_address", vip), ("vrid", (item["interface"], item["vrid"]))):
-                if value in seen:
-                    raise ValidationError(f"{option}.{key}", item[key], f"a value not already used by {seen[value]}")
-                seen[value] = option
+    for i, item in enumerate(uplinks):
+        if str(ipaddress.ip_interface(item["virtual_address"]).ip) == item["real_address"]:
+            raise ValidationError(f"{HA}.uplinks[{i}].virtual_address", item["virtual_address"],
+                                  f"an address other than this router's own {item['real_address']}")
     sync_if = ha.get("sync_interface")
     used = {i["interface"] for i in lans + uplinks}
     if not isinstance(sync_if, str) or not sync_if or sync_if in used:
@@ -165,14 +162,18 @@ def pair_settings(model: Dict[str, Any], ha: Dict[str, Any], host: str,
     if peer_model is None:
         raise ValidationError(f"{HA}.peer", peer, f"a router of this play: {peer} is not in it "
                               "(run both routers of a pair together)")
-    theirs = own_settings(peer_model, peer_ha, peer)
+    try:
+        theirs = own_settings(peer_model, peer_ha, peer)
+    except ValidationError as exc:
+        raise ValidationError(f"{exc.option} (on {peer})", exc.value, exc.allowed) from None
     _agree(f"{HA}.peer", host, host, peer, theirs["peer"])
     ups, peer_ups = model["failover"]["uplinks"], peer_model["failover"]["uplinks"]
     _agree("multihome_uplinks (names)", host, sorted(ups), peer, sorted(peer_ups))
     for name in sorted(ups):
         for key, label in (("mark", "mark"), ("table", "table")):
             _agree(f"multihome_uplinks ({name}).{label}", host, ups[name][key], peer, peer_ups[name][key])
-    _agree("multihome_mark_mask", host, model["balance"]["mark_mask"], peer, peer_model["balance"]["mark_mask"])
+    _agree("multihome_mark_mask", host, model["balance"]["mark_mask"],
+           peer, peer_model["balance"]["mark_mask"])
     lans = {lan["name"]: sorted(lan["prefixes"]) for lan in model["balance"]["lans"]}
     peer_lans = {lan["name"]: sorted(lan["prefixes"]) for lan in peer_model["balance"]["lans"]}
     _agree("multihome_lans (names and prefixes)", host, lans, peer, peer_lans)
@@ -181,7 +182,8 @@ def pair_settings(model: Dict[str, Any], ha: Dict[str, Any], host: str,
         for name in sorted(mine_pub[kind]):
             _agree(f"{HA}.{kind} ({name}).virtual_address", host, mine_pub[kind][name][0],
                    peer, their_pub[kind][name][0])
-            _agree(f"{HA}.{kind} ({name}).vrid", host, mine_pub[kind][name][1], peer, their_pub[kind][name][1])
+            _agree(f"{HA}.{kind} ({name}).vrid", host, mine_pub[kind][name][1],
+                   peer, their_pub[kind][name][1])
     for key in ("vrrp_version", "advert_interval", "auth_pass", "preempt"):
         _agree(f"{HA}.{key}", host, mine[key], peer, theirs[key])
     own_sync = ipaddress.ip_interface(mine["sync_address"])
@@ -190,12 +192,6 @@ def pair_settings(model: Dict[str, Any], ha: Dict[str, Any], host: str,
     if own_sync.ip == peer_sync.ip:
         raise ValidationError(f"{HA}.sync_address", {host: str(own_sync), peer: str(peer_sync)},
                               "a different address on each router of the pair")
-    for kind in ("lans", "uplinks"):
-        peer_real = {i["name"]: i["real_address"] for i in theirs[kind]}
-        for i, item in enumerate(mine[kind]):
-            if str(ipaddress.ip_interface(item["virtual_address"]).ip) == peer_real[item["name"]]:
-                raise ValidationError(f"{HA}.{kind}[{i}].virtual_address", item["virtual_address"],
-                                      f"an address other than {peer}'s own {peer_real[item['name']]}")
     mine["peer_sync_address"] = str(peer_sync.ip)
     mine["ignore_addresses"] = sorted({str(own_sync.ip), str(peer_sync.ip), "127.0.0.1"} | {
         i["real_address"] for s in (mine, theirs) for k in ("uplinks",) for i in s[k] if i["real_address"]})
