@@ -8,6 +8,7 @@ known state (each names the master it expects).
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -18,6 +19,14 @@ LAB_TOPOLOGY = "ha_pair"
 VIP1, VIP2 = "198.51.100.2", "198.51.100.10"
 MAX_STALL = 3.0  # the issue's bound for an established flow across a takeover
 NEW_FLOWS_WITHIN = 2.0
+
+
+def _status(lab: Lab, router: str) -> dict:
+    return json.loads(lab.run(router, ["multihome", "status", "--json"]).stdout)
+
+
+def _uplink_states(lab: Lab, router: str) -> dict:
+    return {u["name"]: u["state"] for u in _status(lab, router)["uplinks"]}
 
 
 def _state_untouched(lab: Lab) -> bool:
@@ -65,6 +74,16 @@ def pair(lab: Lab) -> Lab:
         ha.cut_router(lab, "r2", up=True)
     assert wait_for(lambda: ha.roles(lab) == {"r1": "MASTER", "r2": "BACKUP"}, 10) is not None
     return lab
+
+
+def test_status_shows_role_peer_and_sync_health_and_both_monitor_their_uplinks(pair: Lab) -> None:
+    r1, r2 = _status(pair, "r1")["ha"], _status(pair, "r2")["ha"]
+    assert (r1["role"], r1["peer"], r1["sync"]) == ("master", "r2", "ok"), r1
+    assert (r2["role"], r2["peer"], r2["sync"]) == ("backup", "r1", "ok"), r2
+    assert r1["sync_packets"]["received"] > 0 and r2["sync_packets"]["received"] > 0
+    # The backup's LSM probes leave from its own addresses and get answers.
+    for router in ha.ROUTERS:
+        assert wait_for(lambda r=router: set(_uplink_states(pair, r).values()) == {"up"}, 10) is not None
 
 
 def _takeover(lab: Lab, old: str, fault) -> dict:
@@ -134,8 +153,24 @@ def test_cut_sync_link_keeps_roles_and_the_masters_flows(pair: Lab) -> None:
             time.sleep(3)
             assert ha.roles(pair) == {"r1": "MASTER", "r2": "BACKUP"}
             assert not ha.owns_virtual_addresses(pair, "r2")
+            assert _status(pair, "r1")["ha"]["sync"] == "link down"
         for r in streams.reports:
             assert r["error"] is None and r["max_gap"] < 1.0, r
     finally:
         ha.cut_sync(pair, up=True)
     assert set(pair.flows("c1", 4)) == {VIP1, VIP2}
+
+
+def test_takeover_while_an_uplink_is_down_keeps_it_out_of_rotation(pair: Lab) -> None:
+    assert ha.master(pair) == "r1"
+    pair.cut_upstream("isp2")
+    try:
+        # Both routers see it: the backup's failover state is current before it takes over.
+        assert wait_for(lambda: all(_uplink_states(pair, r)["isp2"] == "down" for r in ha.ROUTERS), 10)
+        ha.cut_router(pair, "r1")
+        assert ha.wait_master(pair, "r2", 10) is not None
+        assert set(pair.flows("c1", 6)) == {VIP1}
+    finally:
+        pair.restore_upstream("isp2")
+        ha.cut_router(pair, "r1", up=True)
+    assert wait_for(lambda: ha.roles(pair) == {"r1": "BACKUP", "r2": "MASTER"}, 10) is not None
