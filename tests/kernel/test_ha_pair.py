@@ -29,6 +29,10 @@ def _uplink_states(lab: Lab, router: str) -> dict:
     return {u["name"]: u["state"] for u in _status(lab, router)["uplinks"]}
 
 
+def _both_see(lab: Lab, uplink: str, state: str) -> bool:
+    return all(_uplink_states(lab, r)[uplink] == state for r in ha.ROUTERS)
+
+
 def _state_untouched(lab: Lab) -> bool:
     return all(
         lab.run(r, ["test", "-e", path], check=False).returncode != 0
@@ -166,7 +170,7 @@ def test_takeover_while_an_uplink_is_down_keeps_it_out_of_rotation(pair: Lab) ->
     pair.cut_upstream("isp2")
     try:
         # Both routers see it: the backup's failover state is current before it takes over.
-        assert wait_for(lambda: all(_uplink_states(pair, r)["isp2"] == "down" for r in ha.ROUTERS), 10)
+        assert wait_for(lambda: _both_see(pair, "isp2", "down"), 10) is not None
         ha.cut_router(pair, "r1")
         assert ha.wait_master(pair, "r2", 10) is not None
         assert set(pair.flows("c1", 6)) == {VIP1}
