@@ -10,7 +10,7 @@ IPv4 only: the pair's virtual addresses are IPv4.
 from __future__ import annotations
 
 from ipaddress import ip_interface
-from typing import Dict
+from typing import Dict, List
 
 from addressing import Isp, Lan, Plan, Router, Uplink
 
@@ -54,22 +54,11 @@ def plan_ha_pair(name: str, topo: dict, isps: Dict[str, Isp]) -> Plan:
     return Plan(name, topo.get("description", ""), isps, routers, ha=ha)
 
 
-def isp_ruleset(plan: Plan, isp: str) -> str:
-    """The ISP accepts only its customer /29 from the pair's segment (the usual lab table)."""
+def antispoof_rules(plan: Plan, isp: str) -> List[str]:
+    """The ISP accepts only its customer /29 from the pair's segment (mhlab's ISP table)."""
     net = plan.ha["uplinks"][isp]["network4"]
-    return "\n".join([
-        "table inet lab {",
-        "  counter spoofed { }",
-        "  chain faults { type filter hook forward priority -10; policy accept; }",
-        "  chain probes { type filter hook forward priority -20; policy accept; }",
-        "  chain antispoof {",
-        "    type filter hook forward priority 0; policy accept;",
-        f'    iifname "{BRIDGE}" ip saddr != {net} counter name spoofed drop',
-        f'    iifname "{BRIDGE}" meta nfproto ipv6 counter name spoofed drop',
-        "  }",
-        "}",
-        "",
-    ])
+    return [f'    iifname "{BRIDGE}" ip saddr != {net} counter name spoofed drop',
+            f'    iifname "{BRIDGE}" meta nfproto ipv6 counter name spoofed drop']
 
 
 def link_routers(name: str, plan: Plan) -> None:

@@ -184,7 +184,8 @@ def isp_ruleset(plan: Plan, isp: str) -> str:
         "  chain antispoof {",
         "    type filter hook forward priority 0; policy accept;",
     ]
-    for router in plan.routers.values():
+    lines += ha_pair.antispoof_rules(plan, isp) if plan.ha else []
+    for router in [] if plan.ha else plan.routers.values():
         for up in router.uplinks:
             if up.isp != isp:
                 continue
@@ -242,8 +243,7 @@ def build(name: str, plan: Plan, slot: int) -> dict:
 
     for isp in plan.isps:
         upstream_routes(name, plan, isp)
-        ruleset = (ha_pair.isp_ruleset if plan.ha else isp_ruleset)(plan, isp)
-        sh(["ip", "netns", "exec", ns(name, isp), "nft", "-f", "-"], stdin=ruleset)
+        sh(["ip", "netns", "exec", ns(name, isp), "nft", "-f", "-"], stdin=isp_ruleset(plan, isp))
 
     keyfile = d / "id_ed25519"
     sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"mhlab-{name}", "-f", str(keyfile)])
