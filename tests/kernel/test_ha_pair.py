@@ -41,19 +41,22 @@ def _state_untouched(lab: Lab) -> bool:
     )
 
 
-def _with_r2_vars(lab: Lab, old: str, new: str):
-    path = Path(lab.inventory) / "host_vars" / "r2.yml"
-    original = path.read_text()
-    assert old in original
-    path.write_text(original.replace(old, new))
+def _with_vars(lab: Lab, old: str, new: str, routers=("r2",)):
+    """Run site.yml with OLD replaced by NEW in ROUTERS' host_vars (restored afterwards)."""
+    paths = [Path(lab.inventory) / "host_vars" / f"{r}.yml" for r in routers]
+    originals = [p.read_text() for p in paths]
+    for path, text in zip(paths, originals):
+        assert old in text
+        path.write_text(text.replace(old, new))
     try:
         return lab.playbook()
     finally:
-        path.write_text(original)
+        for path, text in zip(paths, originals):
+            path.write_text(text)
 
 
 def test_pair_with_different_marks_fails_naming_both_routers_before_either_changes(lab: Lab) -> None:
-    run = _with_r2_vars(lab, "    interface: wan1\n", "    interface: wan1\n    mark: 0x7700\n")
+    run = _with_vars(lab, "    interface: wan1\n", "    interface: wan1\n    mark: 0x7700\n")
     assert run.returncode != 0
     assert "multihome_uplinks (isp1).mark" in run.stdout, run.stdout[-3000:]
     assert "'r1': 42240" in run.stdout and "'r2': 30464" in run.stdout, run.stdout[-3000:]
@@ -61,7 +64,7 @@ def test_pair_with_different_marks_fails_naming_both_routers_before_either_chang
 
 
 def test_router_whose_peer_has_no_ha_settings_fails_before_either_changes(lab: Lab) -> None:
-    run = _with_r2_vars(lab, "multihome_ha:\n", "multihome_ha_unused:\n")
+    run = _with_vars(lab, "multihome_ha:\n", "multihome_ha_unused:\n")
     assert run.returncode != 0
     assert "multihome_ha.peer" in run.stdout and "r2 has none" in run.stdout, run.stdout[-3000:]
     assert _state_untouched(lab)
@@ -178,3 +181,24 @@ def test_takeover_while_an_uplink_is_down_keeps_it_out_of_rotation(pair: Lab) ->
         pair.restore_upstream("isp2")
         ha.cut_router(pair, "r1", up=True)
     assert wait_for(lambda: ha.roles(pair) == {"r1": "BACKUP", "r2": "MASTER"}, 10) is not None
+
+
+def test_with_preemption_the_returning_router_takes_back_as_harmlessly(pair: Lab) -> None:
+    run = _with_vars(pair, "multihome_ha:\n", "multihome_ha:\n  preempt: true\n", ha.ROUTERS)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert ha.wait_master(pair, "r1", 20) is not None  # priority 250 takes over after preempt_delay
+    with pair.stream("c1", count=4, duration=14) as streams:
+        time.sleep(1.5)
+        before = ha.marks(pair, "r1", 5001)
+        ha.cut_router(pair, "r1")
+        assert ha.wait_master(pair, "r2", 10) is not None
+        ha.cut_router(pair, "r1", up=True)
+        assert wait_for(lambda: ha.ha_role(pair, "r1") == "BACKUP", 5) is not None
+        assert ha.wait_master(pair, "r1", 15) is not None  # the move back
+        after = ha.marks(pair, "r1", 5001)
+    for r in streams.reports:
+        assert r["error"] is None and r["max_gap"] <= MAX_STALL and len(r["sources"]) == 1, r
+        assert after[r["local_port"]] == before[r["local_port"]], (r, before, after)
+    assert {r["sources"][0] for r in streams.reports} == {VIP1, VIP2}
+    assert ha.roles(pair) == {"r1": "MASTER", "r2": "BACKUP"}
+    assert set(pair.flows("c1", 4)) == {VIP1, VIP2}

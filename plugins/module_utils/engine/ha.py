@@ -111,6 +111,7 @@ def own_settings(model: Dict[str, Any], ha: Dict[str, Any], host: str) -> Dict[s
     preempt = ha.get("preempt", False)
     if not isinstance(preempt, bool):
         raise ValidationError(f"{HA}.preempt", preempt, "true or false")
+    preempt_delay = _int(f"{HA}.preempt_delay", ha.get("preempt_delay", 5), 0, 1000)
     nets = _own_networks(model)
     for name, lan in nets["lans"].items():
         if lan["network"] is None:
@@ -134,8 +135,8 @@ def own_settings(model: Dict[str, Any], ha: Dict[str, Any], host: str) -> Dict[s
     sync = _host_address(f"{HA}.sync_address", ha.get("sync_address"))
     return {
         "peer": peer, "priority": _int(f"{HA}.priority", ha.get("priority"), 1, 254),
-        "preempt": preempt, "vrrp_version": version, "advert_interval": interval,
-        "auth_pass": auth, "sync_interface": sync_if, "sync_address": str(sync),
+        "preempt": preempt, "preempt_delay": preempt_delay, "vrrp_version": version,
+        "advert_interval": interval, "auth_pass": auth, "sync_interface": sync_if, "sync_address": str(sync),
         "lans": lans, "uplinks": uplinks,
     }
 
@@ -184,7 +185,7 @@ def pair_settings(model: Dict[str, Any], ha: Dict[str, Any], host: str,
                    peer, their_pub[kind][name][0])
             _agree(f"{HA}.{kind} ({name}).vrid", host, mine_pub[kind][name][1],
                    peer, their_pub[kind][name][1])
-    for key in ("vrrp_version", "advert_interval", "auth_pass", "preempt"):
+    for key in ("vrrp_version", "advert_interval", "auth_pass", "preempt", "preempt_delay"):
         _agree(f"{HA}.{key}", host, mine[key], peer, theirs[key])
     own_sync = ipaddress.ip_interface(mine["sync_address"])
     peer_sync = ipaddress.ip_interface(theirs["sync_address"])
