@@ -170,12 +170,17 @@ def test_cut_sync_link_keeps_roles_and_the_masters_flows(pair: Lab) -> None:
 
 def test_takeover_while_an_uplink_is_down_keeps_it_out_of_rotation(pair: Lab) -> None:
     assert ha.master(pair) == "r1"
+    # Both monitors settled (a router that just came back holds its uplinks down a while).
+    settled = wait_for(lambda: _both_see(pair, "isp1", "up") and _both_see(pair, "isp2", "up"), 20)
+    assert settled is not None, [_status(pair, r) for r in ha.ROUTERS]
     pair.cut_upstream("isp2")
     try:
         # Both routers see it: the backup's failover state is current before it takes over.
-        assert wait_for(lambda: _both_see(pair, "isp2", "down"), 10) is not None
+        assert wait_for(lambda: _both_see(pair, "isp2", "down"), 10) is not None, [
+            _status(pair, r) for r in ha.ROUTERS]
         ha.cut_router(pair, "r1")
         assert ha.wait_master(pair, "r2", 10) is not None
+        assert wait_for(lambda: pair.flows("c1", 1, timeout=0.5) == [VIP1], NEW_FLOWS_WITHIN) is not None
         assert set(pair.flows("c1", 6)) == {VIP1}
     finally:
         pair.restore_upstream("isp2")
