@@ -79,10 +79,15 @@ class Plan:
     description: str
     isps: Dict[str, Isp]
     routers: Dict[str, Router]
+    ha: Optional[dict] = None  # the ha_pair topology's shared segments (lab/ha_pair.py)
 
     @property
     def clients(self) -> List[Lan]:
-        return [lan for r in self.routers.values() for lan in r.lans]
+        """One LAN per client (an HA pair's routers share their LANs' clients)."""
+        seen: Dict[str, Lan] = {}
+        for lan in (lan for r in self.routers.values() for lan in r.lans):
+            seen.setdefault(lan.client, lan)
+        return list(seen.values())
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -113,6 +118,10 @@ def build_plan(name: str) -> Plan:
             upstream6=f"2001:db8:ff0{k}::1/64",
             inet6=f"2001:db8:ff0{k}::2/64",
         )
+    if topo.get("ha_pair"):
+        from ha_pair import plan_ha_pair
+
+        return plan_ha_pair(name, topo, isps)
     routers: Dict[str, Router] = {}
     client_no = 0
     for r, (rname, rdef) in enumerate(topo["routers"].items(), start=1):

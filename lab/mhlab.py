@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ha_pair
 from addressing import SERVER4, SERVER6, SITE4, Plan, build_plan
 
 LAB_DIR = Path(__file__).resolve().parent
@@ -183,7 +184,8 @@ def isp_ruleset(plan: Plan, isp: str) -> str:
         "  chain antispoof {",
         "    type filter hook forward priority 0; policy accept;",
     ]
-    for router in plan.routers.values():
+    lines += ha_pair.antispoof_rules(plan, isp) if plan.ha else []
+    for router in [] if plan.ha else plan.routers.values():
         for up in router.uplinks:
             if up.isp != isp:
                 continue
@@ -223,34 +225,12 @@ def build(name: str, plan: Plan, slot: int) -> dict:
         sysctl(n_isp, "net.ipv6.conf.all.forwarding", "1")
 
     routers_state: Dict[str, dict] = {}
+    if plan.ha:
+        ha_pair.link_routers(name, plan)
     for router in plan.routers.values():
         n_r = ns(name, router.name)
-        sysctl(n_r, "net.ipv4.ip_forward", "0")
-        sysctl(n_r, "net.ipv6.conf.all.forwarding", "0")
-        for up in router.uplinks:
-            n_isp = ns(name, up.isp)
-            veth(n_isp, up.isp_if, n_r, up.router_if)
-            addr(n_r, up.router_if, up.address4)
-            addr(n_r, up.router_if, up.address6)
-            addr(n_isp, up.isp_if, up.gateway4 + "/30")
-            addr(n_isp, up.isp_if, up.gateway6 + "/64")
-            route(n_isp, up.delegated6, "via", up.address6.split("/")[0])
-        first = router.uplinks[0]
-        route(n_r, "default", "via", first.gateway4, "dev", first.router_if)
-        route(n_r, "default", "via", first.gateway6, "dev", first.router_if)
-        for lan in router.lans:
-            n_c = ns(name, lan.client)
-            veth(n_r, lan.name, n_c, "eth0")
-            addr(n_r, lan.name, lan.router4)
-            addr(n_c, "eth0", lan.client4)
-            for a in lan.router6:
-                addr(n_r, lan.name, a)
-            for a in lan.client6:
-                addr(n_c, "eth0", a)
-            route(n_c, "default", "via", lan.router4.split("/")[0])
-            route(n_c, "default", "via", lan.router6[0].split("/")[0])
-        if router.site:
-            site_link(name, router)
+        if not plan.ha:
+            link_router(name, router)
         host_if = f"{name}-m{router.index}"
         mgmt_host = f"{MGMT_BASE}.{slot}.{4 * (router.index - 1) + 1}"
         mgmt_router = f"{MGMT_BASE}.{slot}.{4 * (router.index - 1) + 2}"
@@ -271,6 +251,37 @@ def build(name: str, plan: Plan, slot: int) -> dict:
         start_router(name, rname, info["mgmt"], keyfile)
     start_server(name)
     return {"routers": routers_state, "nodes": nodes}
+
+
+def link_router(name: str, router) -> None:
+    """A plain router's own links: one per ISP, one per LAN (with its client)."""
+    n_r = ns(name, router.name)
+    sysctl(n_r, "net.ipv4.ip_forward", "0")
+    sysctl(n_r, "net.ipv6.conf.all.forwarding", "0")
+    for up in router.uplinks:
+        n_isp = ns(name, up.isp)
+        veth(n_isp, up.isp_if, n_r, up.router_if)
+        addr(n_r, up.router_if, up.address4)
+        addr(n_r, up.router_if, up.address6)
+        addr(n_isp, up.isp_if, up.gateway4 + "/30")
+        addr(n_isp, up.isp_if, up.gateway6 + "/64")
+        route(n_isp, up.delegated6, "via", up.address6.split("/")[0])
+    first = router.uplinks[0]
+    route(n_r, "default", "via", first.gateway4, "dev", first.router_if)
+    route(n_r, "default", "via", first.gateway6, "dev", first.router_if)
+    for lan in router.lans:
+        n_c = ns(name, lan.client)
+        veth(n_r, lan.name, n_c, "eth0")
+        addr(n_r, lan.name, lan.router4)
+        addr(n_c, "eth0", lan.client4)
+        for a in lan.router6:
+            addr(n_r, lan.name, a)
+        for a in lan.client6:
+            addr(n_c, "eth0", a)
+        route(n_c, "default", "via", lan.router4.split("/")[0])
+        route(n_c, "default", "via", lan.router6[0].split("/")[0])
+    if router.site:
+        site_link(name, router)
 
 
 def site_link(name: str, router) -> None:

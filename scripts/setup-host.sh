@@ -2,7 +2,7 @@
 # Installs the system packages the lab and the tests need (Debian/Ubuntu, as root).
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
-PACKAGES=(iproute2 nftables iptables conntrack lsm openssh-server openssh-client
+PACKAGES=(iproute2 nftables iptables conntrack lsm keepalived conntrackd openssh-server openssh-client
           iputils-ping procps psmisc util-linux python3 python3-venv make git)
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: run as root (the lab uses network and mount namespaces)" >&2
