@@ -44,7 +44,7 @@ def serve(port: int, workers: int) -> None:
     serve_forever(sock)
 
 
-def client(dst: str, port: int, until: float, timeout: float, out: "multiprocessing.Queue[tuple]") -> None:
+def client(dst: str, port: int, until: float, timeout: float, out: multiprocessing.Queue[tuple]) -> None:
     done = errors = 0
     while time.monotonic() < until:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

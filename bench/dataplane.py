@@ -33,10 +33,9 @@ from typing import Dict, Iterator, List, Optional, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
+import generate  # noqa: E402  (lab/, on the path through the harness)
 from article_reference import install as install_article  # noqa: E402
 from harness import SERVER4, Lab  # noqa: E402
-
-import generate  # noqa: E402  (lab/, on the path through the harness)
 
 IPERF_PORT, CONN_PORT = 5202, 5201
 STREAMS, CONN_WORKERS = 4, 4
@@ -223,7 +222,8 @@ def main() -> int:
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(table(results))
     for row in report["trends"]:
-        print(f"{row['change']:<24} ratio change: throughput {row['gbps']:+.3f}, conn/s {row['conn_per_s']:+.3f}")
+        print(f"{row['change']:<24} ratio change: throughput {row['gbps']:+.3f}, "
+              f"conn/s {row['conn_per_s']:+.3f}")
     print(f"JSON: {args.json}")
     return 0
 
