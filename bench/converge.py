@@ -31,7 +31,8 @@ from typing import Dict, List, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-import generate  # noqa: E402  (lab/, on the path through the harness)
+sys.path.insert(0, str(ROOT / "lab"))
+import generate  # noqa: E402
 from harness import Lab  # noqa: E402
 
 TRIVIAL = ROOT / "bench" / "trivial.yml"

@@ -32,8 +32,9 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "lab"))
 sys.path.insert(0, str(ROOT / "bench"))
-import generate  # noqa: E402  (lab/, on the path through the harness)
+import generate  # noqa: E402
 from article_reference import install as install_article  # noqa: E402
 from harness import SERVER4, Lab  # noqa: E402
 
