@@ -137,7 +137,8 @@ def main() -> int:
                 print(f"== {n} router(s), {setting}", file=sys.stderr, flush=True)
                 results.append(fleet(n, setting, Path(tmp), name))
     report = {"bench": "converge", "forks": int(FORKS), "cpus": os.cpu_count(),
-              "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "settings": SETTINGS, "results": results}
+              "loadavg_at_end": os.getloadavg(), "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "settings": SETTINGS, "results": results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(table(results))

@@ -217,7 +217,7 @@ def main() -> int:
             print(f"== {case_name(case)}", file=sys.stderr, flush=True)
             results.append(run_case(case, name, Path(tmp), article, rounds, args.seconds))
     report = {"bench": "dataplane", "rounds": rounds, "seconds": args.seconds, "streams": STREAMS,
-              "conn_workers": CONN_WORKERS, "cpus": os.cpu_count(),
+              "conn_workers": CONN_WORKERS, "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg(),
               "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "cases": results, "trends": trends(results)}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -254,6 +254,7 @@ def main() -> int:
             raise SystemExit(f"site.yml failed:\n{proc.stdout[-3000:]}")
         time.sleep(3)  # the monitor's first verdicts
         report: dict = {"bench": "hook_latency", "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                        "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
                         "hook": hook_section(lab, events)}
         # Long enough that no entry expires during the measurements.
         lab.run("r1", ["sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=3600"])
