@@ -97,14 +97,17 @@ def pct(values: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def engine_times(log_lines: Sequence[str]) -> List[float]:
-    """The engine's `ms=` of each event line handled by the monitor (`via=monitor`)."""
-    out = []
+def monitor_times(log_lines: Sequence[str]) -> Tuple[List[float], List[float]]:
+    """For each event the monitor handled (`via=monitor`): the engine's `ms=`, and the
+    hook process's own share before the hand-over, `process_ms=` (hook start to applied)
+    minus `ms=`."""
+    engine, own = [], []
     for line in log_lines:
-        found = re.search(r"\bms=([\d.]+)", line)
+        found = re.search(r"\bms=([\d.]+).*\bprocess_ms=([\d.]+)", line)
         if found and "via=monitor" in line:
-            out.append(float(found.group(1)))
-    return out
+            engine.append(float(found.group(1)))
+            own.append(round(float(found.group(2)) - float(found.group(1)), 1))
+    return engine, own
 
 
 def uplink_mark(ip_rules: str, uplink: str) -> Tuple[int, int]:
@@ -129,6 +132,16 @@ def dports(conntrack_list: str) -> List[int]:
     """The original-direction destination port of each entry in `conntrack -L` output."""
     first = re.compile(r"^\S+\s+\d+\s+\d+\s.*?dport=(\d+)", re.M)
     return sorted(int(m.group(1)) for m in first.finditer(conntrack_list))
+
+
+def new_flows(flows: Sequence[list], start: float, end: float) -> dict:
+    """New TCP flows opened (every 20 ms) while a deletion ran: how many, how many failed,
+    and the longest time between two successful ones (s)."""
+    during = [(t, r) for t, r in flows if start <= t <= end]
+    ok = [t for t, r in flows if not r.startswith("error")]
+    gaps = [b - a for a, b in zip(ok, ok[1:]) if b >= start and a <= end]
+    return {"opened": len(during), "failed": sum(r.startswith("error") for _, r in during),
+            "max_gap_s": round(max(gaps), 3) if gaps else None}
 
 
 class Bench:
@@ -165,7 +178,11 @@ class Bench:
     def hook_delete(self) -> dict:
         counts = self.populate()
         before = dports(self.on("isp2"))
-        wall, proc = self.timed(HOOK, *lsm_argv("down", "isp1", "up"))
+        with self.lab.probing("c2", duration=4, interval=0.02) as probe:
+            time.sleep(1)
+            started = time.monotonic()
+            wall, proc = self.timed(HOOK, *lsm_argv("down", "isp1", "up"))
+            ended = time.monotonic()
         line = self.r1("tail", "-n", "1", EVENTS_LOG).stdout.strip()
         after = {u: len(self.on(u).splitlines()) for u in self.marks}
         untouched = dports(self.on("isp2")) == before
@@ -174,20 +191,24 @@ class Bench:
         return {"before": counts, "after": after, "isp2_entries_identical": untouched,
                 "hook_rc": proc.returncode, "hook_wall_s": wall,
                 "flows_deleted": int(found.group(1)) if found else None,
-                "engine_ms": float(found.group(2)) if found else None, "log": line}
+                "engine_ms": float(found.group(2)) if found else None, "log": line,
+                "new_flows_during_deletion": new_flows(probe.flows, started, ended)}
 
     def conntrack_delete(self, with_mask: bool) -> dict:
         mark, mask = self.marks["isp1"]
         spec = f"{mark:#x}/{mask:#x}" if with_mask else f"{mark:#x}"
         cmd = ["conntrack", "-D", "-f", "ipv4", "--mark", spec]
-        counts = self.populate()
-        before = dports(self.on("isp2"))
-        wall, _proc = self.timed(*cmd)
-        untouched = dports(self.on("isp2")) == before
+        walls, untouched = [], True
+        for _ in range(3):
+            counts = self.populate()
+            before = dports(self.on("isp2"))
+            walls.append(self.timed(*cmd)[0])
+            untouched = untouched and dports(self.on("isp2")) == before
+        wall = statistics.median(walls)
         self.populate()
         traced = self.r1("strace", "-f", "-c", "-o", "/dev/stdout", "-q", *cmd, check=False).stdout
         calls = strace_counts(traced)
-        return {"command": " ".join(cmd), "before": counts, "wall_s": wall,
+        return {"command": " ".join(cmd), "before": counts, "wall_s": wall, "wall_samples_s": walls,
                 "isp2_entries_identical": untouched,
                 "syscalls": {k: v for k, v in calls.items() if k.startswith(("send", "recv"))}}
 
@@ -220,10 +241,8 @@ def hook_section(lab, events: int) -> dict:
     out = lab.run("r1", [sys.executable, str(Path(__file__).resolve()), "_drive", "--events", str(events)],
                   timeout=events * 10 + 60).stdout
     data = json.loads(out)
-    data["engine_ms"] = engine_times(lab.run("r1", ["cat", EVENTS_LOG]).stdout.splitlines())
-    # The hook process's own share: its wall time minus the engine's work it waited for.
-    if len(data["engine_ms"]) == len(data["hook_process_ms"]):
-        data["hook_own_ms"] = [round(h - e, 2) for h, e in zip(data["hook_process_ms"], data["engine_ms"])]
+    log = lab.run("r1", ["cat", EVENTS_LOG]).stdout.splitlines()
+    data["engine_ms"], data["hook_own_ms"] = monitor_times(log)
     summary = {}
     for key in ("event_to_kernel_ms", "hook_process_ms", "engine_ms", "hook_own_ms"):
         values = data.get(key)
@@ -289,7 +308,7 @@ def table(report: dict) -> str:
     for key, label in (("event_to_kernel_ms", "event -> ruleset in kernel (ms)"),
                        ("hook_process_ms", "hook process wall time (ms)"),
                        ("engine_ms", "engine in the monitor, ms= (ms)"),
-                       ("hook_own_ms", "hook process minus engine (ms)")):
+                       ("hook_own_ms", "hook's own: process_ms= - ms= (ms)")):
         s = report["hook"]["summary"].get(key)
         lines.append(f"  {label:<42} {s['p50']:>8.1f} {s['p95']:>8.1f}" if s else f"  {label:<42} {'-':>8}")
     ct = report["conntrack"]
@@ -298,6 +317,8 @@ def table(report: dict) -> str:
     lines.append(f"  hook isp1 down: {hd['hook_wall_s']:.2f} s wall, engine {hd['engine_ms']} ms, "
                  f"deleted {hd['flows_deleted']}, after {hd['after']}, "
                  f"isp2 untouched: {hd['isp2_entries_identical']}")
+    if "new_flows_during_deletion" in hd:
+        lines.append(f"  new flows from c2 meanwhile: {hd['new_flows_during_deletion']}")
     for key in ("delete_mark_mask", "delete_mark"):
         d = ct[key]
         lines.append(f"  {d['command']}: {d['wall_s']:.2f} s, isp2 untouched: {d['isp2_entries_identical']}, "

@@ -61,10 +61,16 @@ def test_percentiles_by_nearest_rank() -> None:
     assert (hook_latency.pct(values, 0.5), hook_latency.pct(values, 0.95)) == (50, 95)
 
 
-def test_engine_times_only_from_events_the_monitor_handled() -> None:
+def test_monitor_times_only_from_events_the_monitor_handled() -> None:
     lines = ["t uplink=isp1 state=down rules=changed ms=12.5 via=monitor process_ms=40",
              "t uplink=isp1 state=up rules=changed ms=80.1 process_ms=150"]
-    assert hook_latency.engine_times(lines) == [12.5]
+    assert hook_latency.monitor_times(lines) == ([12.5], [27.5])
+
+
+def test_new_flows_during_a_window_count_failures_and_the_longest_gap() -> None:
+    flows = [[0.0, "198.51.100.6"], [1.0, "198.51.100.6"], [1.1, "error:timeout"],
+             [1.5, "198.51.100.6"], [3.0, "198.51.100.6"]]
+    assert hook_latency.new_flows(flows, 1.0, 2.0) == {"opened": 3, "failed": 1, "max_gap_s": 1.5}
 
 
 def test_trends_compare_ratios_across_uplinks_and_prefixes() -> None:
