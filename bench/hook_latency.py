@@ -129,9 +129,11 @@ def strace_counts(summary: str) -> Dict[str, int]:
 
 
 def dports(conntrack_list: str) -> List[int]:
-    """The original-direction destination port of each entry in `conntrack -L` output."""
+    """The original-direction destination port of each entry in `conntrack -L` output that
+    the bench's UDP flows made (other traffic, such as the probes, left out)."""
     first = re.compile(r"^\S+\s+\d+\s+\d+\s.*?dport=(\d+)", re.M)
-    return sorted(int(m.group(1)) for m in first.finditer(conntrack_list))
+    ports = (int(m.group(1)) for m in first.finditer(conntrack_list))
+    return sorted(p for p in ports if p >= UDP_BASE_PORT)
 
 
 def new_flows(flows: Sequence[list], start: float, end: float) -> dict:

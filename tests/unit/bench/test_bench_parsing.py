@@ -52,7 +52,9 @@ def test_dports_are_the_original_direction_ones() -> None:
     listing = ("udp      17 3590 src=192.168.1.10 dst=203.0.113.10 sport=40000 dport=10001 [UNREPLIED] "
                "src=203.0.113.10 dst=198.51.100.2 sport=10001 dport=40000 mark=42240 use=1\n"
                "udp      17 3590 src=192.168.1.10 dst=203.0.113.10 sport=40000 dport=10000 [UNREPLIED] "
-               "src=203.0.113.10 dst=198.51.100.2 sport=10000 dport=40000 mark=42240 use=1\n")
+               "src=203.0.113.10 dst=198.51.100.2 sport=10000 dport=40000 mark=42240 use=1\n"
+               "tcp      6 119 SYN_SENT src=192.168.2.10 dst=203.0.113.10 sport=40001 dport=5001 "
+               "src=203.0.113.10 dst=198.51.100.6 sport=5001 dport=40001 mark=37120 use=1\n")
     assert hook_latency.dports(listing) == [10000, 10001]
 
 
