@@ -123,8 +123,9 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="1 and 4 routers")
     p.add_argument("--routers", help="comma-separated fleet sizes (default 1,4,8)")
     p.add_argument("--settings", default="lab,bare", help=f"comma-separated, of: {', '.join(SETTINGS)}")
-    p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "converge.json")
+    p.add_argument("--json", type=Path, help="default: bench/results/converge[-quick].json")
     args = p.parse_args()
+    args.json = args.json or ROOT / "bench" / "results" / f"converge{'-quick' if args.quick else ''}.json"
     sizes = [int(x) for x in (args.routers or ("1,4" if args.quick else "1,4,8")).split(",")]
     settings = args.settings.split(",")
     if not set(settings) <= set(SETTINGS):

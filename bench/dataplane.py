@@ -194,8 +194,9 @@ def main() -> int:
     p.add_argument("--rounds", type=int)
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--cases", help="comma-separated subset such as U2-L2-P1,U16-L8-P64")
-    p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "dataplane.json")
+    p.add_argument("--json", type=Path, help="default: bench/results/dataplane[-quick].json")
     args = p.parse_args()
+    args.json = args.json or ROOT / "bench" / "results" / f"dataplane{'-quick' if args.quick else ''}.json"
     cases = QUICK if args.quick else FULL
     if args.cases:
         wanted = args.cases.upper().split(",")

@@ -261,8 +261,9 @@ def main() -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--events", type=int)
     p.add_argument("--flows", type=int)
-    p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "hook_latency.json")
+    p.add_argument("--json", type=Path, help="default: bench/results/hook_latency[-quick].json")
     args = p.parse_args()
+    args.json = args.json or ROOT / "bench" / "results" / f"hook_latency{'-quick' if args.quick else ''}.json"
     if args.cmd == "_drive":
         print(json.dumps(drive(args.events)))
         return 0
