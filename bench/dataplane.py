@@ -12,8 +12,9 @@ ROUNDS times, interleaved (ours, plain, [article], ours, plain, ...):
 Variants: `ours` (the converged ruleset), `plain` (the same router, its ruleset replaced
 by one `masquerade` rule; routing unchanged), and for U=2, L=2 `article` (the article's
 iptables wiring from bench/article_reference.py on a second lab of the same shape).
-Reports medians and the ratios ours/plain and article/plain, then how each ratio changes
-from U=2 to U=16 and from P=1 to P=64. Needs root; uses only the labs' namespaces.
+Reports medians and the ratios ours/plain and article/plain (median of the per-round
+ratios), then how each ratio changes from U=2 to U=16 and from P=1 to P=64.
+Needs root; uses only the labs' namespaces.
 """
 from __future__ import annotations
 
@@ -130,11 +131,17 @@ def measure(routers: Dict[str, Router], rounds: int, seconds: float) -> Dict[str
 
 
 def summarise(samples: Dict[str, Dict[str, List[float]]]) -> dict:
+    """Medians per variant; "V/plain" is the median of the per-round ratios (each round's
+    V over the same round's plain, measured back to back, so a drifting machine load
+    cancels out), "V/plain of medians" the ratio of the medians."""
     med = {v: {m: statistics.median(xs) for m, xs in s.items()} for v, s in samples.items()}
     out: dict = {"median": med, "samples": samples}
     for v in med:
         if v != "plain":
-            out[f"{v}/plain"] = {m: round(med[v][m] / med["plain"][m], 3) for m in med[v]}
+            out[f"{v}/plain"] = {
+                m: round(statistics.median(a / b for a, b in zip(xs, samples["plain"][m])), 3)
+                for m, xs in samples[v].items()}
+            out[f"{v}/plain of medians"] = {m: round(med[v][m] / med["plain"][m], 3) for m in med[v]}
     return out
 
 

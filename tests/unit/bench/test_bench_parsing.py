@@ -82,3 +82,12 @@ def test_trends_compare_ratios_across_uplinks_and_prefixes() -> None:
     rows = dataplane.trends([case(2, 1, 0.99), case(16, 1, 0.9), case(2, 64, 0.95)])
     changes = {r["change"]: r["conn_per_s"] for r in rows}
     assert changes == {"U2->U16 (L2 P1)": -0.09, "P1->P64 (U2 L2)": -0.04}
+
+
+def test_ratios_are_medians_of_per_round_ratios_so_drift_cancels() -> None:
+    samples = {"ours": {"gbps": [9.0, 4.5, 1.0]}, "plain": {"gbps": [10.0, 5.0, 1.0]}}
+    summary = dataplane.summarise(samples)
+    assert summary["ours/plain"] == {"gbps": 0.9}
+    assert summary["ours/plain of medians"] == {"gbps": 0.9}
+    drifting = {"ours": {"gbps": [9.0, 2.7, 0.9]}, "plain": {"gbps": [10.0, 3.0, 1.0]}}
+    assert dataplane.summarise(drifting)["ours/plain"] == {"gbps": 0.9}
