@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """mhlab: build, inspect and tear down the namespace lab (standard library only).
 
-    mhlab.py up     [--topology default] [--name mh]   idempotent
+    mhlab.py up     [--topology default] [--name mh]   idempotent; --topology NAME or FILE.json
     mhlab.py down   [--name mh]                        leaves nothing behind
     mhlab.py status [--name mh] [--json]
     mhlab.py exec   [--name mh] NODE -- CMD...         run CMD inside a node
@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ha_pair
-from addressing import SERVER4, SERVER6, SITE4, Plan, build_plan
+from addressing import SERVER4, SERVER6, SITE4, Plan, build_plan, is_topology_file
 
 LAB_DIR = Path(__file__).resolve().parent
 REQUIRED_TOOLS = ["ip", "nft", "nsenter", "unshare", "mount", "ssh-keygen", "ssh"]
@@ -407,6 +407,15 @@ def start_server(name: str) -> None:
         time.sleep(0.05)
 
 
+def role_vars_dir(topology: str) -> Path:
+    """Where a topology's group_vars/ and host_vars/ live: inventories/NAME for a named one,
+    the directory beside a topology file with the file's stem (gen.json -> gen/)."""
+    if is_topology_file(topology):
+        path = Path(topology).resolve()
+        return path.with_name(path.stem)
+    return LAB_DIR / "inventories" / topology
+
+
 def write_inventory(name: str, topology: str, state: dict) -> Path:
     d = labdir(name) / "inventory"
     d.mkdir(parents=True, exist_ok=True)
@@ -422,7 +431,7 @@ def write_inventory(name: str, topology: str, state: dict) -> Path:
     inv = {"all": {"children": {"routers": {"hosts": hosts}}}}
     # JSON is valid YAML; keeps the tool free of third-party modules.
     (d / "hosts.yml").write_text(json.dumps(inv, indent=2) + "\n")
-    src = LAB_DIR / "inventories" / topology
+    src = role_vars_dir(topology)
     for sub in ("group_vars", "host_vars"):
         if (src / sub).is_dir():
             shutil.copytree(src / sub, d / sub, dirs_exist_ok=True)
@@ -434,6 +443,8 @@ def write_inventory(name: str, topology: str, state: dict) -> Path:
 def up(name: str, topology: str) -> dict:
     preflight()
     check_name(name)
+    if is_topology_file(topology):
+        topology = str(Path(topology).resolve())
     state = read_state(name)
     if state and state["topology"] == topology and is_healthy(name, state):
         return state
