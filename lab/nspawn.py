@@ -122,9 +122,12 @@ def boot(rdir: Path, machine: str, netns: str, binds: Sequence[str] = ()) -> int
     # No systemd on this host: --register=no (no machined) and --keep-unit (no scope unit).
     argv = ["systemd-nspawn", "--boot", f"--directory={p['root']}", f"--machine={machine}",
             f"--network-namespace-path=/run/netns/{netns}", "--register=no", "--keep-unit",
-            "--console=read-only", *[f"--bind-ro={b}" for b in binds], "systemd.firstboot=off"]
+            "--capability=CAP_NET_ADMIN", "--console=read-only",
+            *[f"--bind-ro={b}" for b in binds], "systemd.firstboot=off"]
+    # The node owns its network namespace: let it write /proc/sys/net like a real router.
+    env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
     proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     p["pid"].write_text(f"{proc.pid}\n")
     return proc.pid
 

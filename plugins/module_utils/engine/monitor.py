@@ -25,11 +25,11 @@ from .errors import EngineError
 from .failover import handle_event, load_model, log_event, uplink_names
 from .hookclient import MAX_REQUEST
 from .hookclient import decode as decode_request
+from .lsmbinary import find_lsm
 from .paths import Paths
 from .runner import Runner
 
 IDENT = "multihome-monitor"
-LSM = "lsm"
 _BLOCK = re.compile(r"^(defaults|connection|group)\s*\{(.*?)^\}", re.M | re.S)
 _NAME = re.compile(r"^\s*name=(\S+)", re.M)
 
@@ -120,6 +120,7 @@ class Monitor:
     def _start_lsm(self, only: Optional[str] = None) -> None:
         if not self.model["failover"].get("enabled", True):
             return
+        lsm = find_lsm().path
         os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
         with open(self.paths.lsm_conf, encoding="utf-8") as fh:
             configs = split_lsm_config(fh.read())
@@ -131,7 +132,7 @@ class Monitor:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
             self.lsm[uplink] = subprocess.Popen(
-                [LSM, "--no-fork", "--config", conf,
+                [lsm, "--no-fork", "--config", conf,
                  "--pidfile", os.path.join(self.paths.run_dir, f"lsm-{uplink}.pid")],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
