@@ -95,6 +95,10 @@ def used_slots() -> set:
             slots.add(json.loads(path.read_text())["slot"])
         except (ValueError, KeyError, OSError):
             continue
+    # Labs still being built have only claimed their slot (state.json comes at the end).
+    for path in Path("/tmp").glob("mhlab-*/slot"):
+        with contextlib.suppress(ValueError, OSError):
+            slots.add(int(path.read_text()))
     return slots
 
 
@@ -495,6 +499,7 @@ def up(name: str, topology: str, release: Optional[str] = None) -> dict:
     free = sorted(set(range(1, 250)) - used_slots())
     d = labdir(name)
     d.mkdir(mode=0o700, parents=True)
+    (d / "slot").write_text(f"{free[0]}\n")
     try:
         built = build(name, plan, free[0], booted)
     except BaseException:

@@ -129,6 +129,10 @@ def boot(rdir: Path, machine: str, netns: str, binds: Sequence[str] = ()) -> int
     proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                             start_new_session=True, env=env)
     p["pid"].write_text(f"{proc.pid}\n")
+    for _ in range(200):  # until the child has become systemd-nspawn (or died)
+        if nspawn_pid(rdir) is not None or proc.poll() is not None:
+            break
+        time.sleep(0.005)
     return proc.pid
 
 
