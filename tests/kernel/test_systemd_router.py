@@ -117,7 +117,9 @@ def test_after_a_reboot_lan_flows_and_status_come_back_without_a_play(node) -> N
     node.reboot()
     assert node.run("r1", ["nft", "list", "table", "inet", "before_reboot"], check=False).returncode != 0
     assert wait_for(lambda: set(sources(node)) == {ISP1, ISP2}, 30, step=0.2) is not None, sources(node)
-    assert node.run("r1", ["systemctl", "is-active", *UNITS]).stdout.split() == ["active", "active"]
+    # The monitor's ExecStartPre applies the model again: it may still be activating.
+    assert wait_for(lambda: node.run("r1", ["systemctl", "is-active", *UNITS], check=False).stdout.split()
+                    == ["active", "active"], 30) is not None
     assert wait_for(lambda: states(node) == {"isp1": "up", "isp2": "up"}, 15) is not None, status(node)
     assert status(node)["ruleset_in_sync"] is True
 
