@@ -91,7 +91,7 @@ ee: build
 
 # ---------------------------------------------------------------- kernel tests (root)
 integration: setup
-	$(TIMED) $(PY) -m pytest -q tests/integration
+	$(TIMED) $(PY) -m pytest -q tests/integration tests/kernel
 
 # Every scenario (molecule/shared holds their common create/destroy, not a scenario).
 molecule: setup

@@ -117,6 +117,8 @@ def prepare(rdir: Path, lower: Path, hostname: str, authorized_key: str) -> None
 
 def boot(rdir: Path, machine: str, netns: str, binds: Sequence[str] = ()) -> int:
     """Boot the node in the background; returns systemd-nspawn's pid (in nspawn.pid)."""
+    if shutil.which("systemd-nspawn") is None:
+        raise NspawnError("systemd-nspawn is missing (apt-get install systemd-container)")
     p = node_paths(rdir)
     log = open(p["log"], "ab")  # noqa: SIM115 - handed to the child
     # No systemd on this host: --register=no (no machined) and --keep-unit (no scope unit).
