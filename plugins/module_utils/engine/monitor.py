@@ -187,6 +187,8 @@ class Monitor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_hup)
+        if self.model["failover"].get("enabled", True):
+            find_lsm()  # no LSM: fail now, before starting anything
         # Watch first so no link event between the initial read and the watch is lost.
         self.watch = subprocess.Popen(["ip", "-o", "monitor", "link"], stdout=subprocess.PIPE,
                                       stdin=subprocess.DEVNULL, text=True, bufsize=1)

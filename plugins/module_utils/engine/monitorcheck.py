@@ -21,11 +21,20 @@ def _cmdline(pid: int) -> List[str]:
         return []
 
 
+def _mount_ns(pid: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return ""
+
+
 def monitor_pids() -> List[int]:
-    """Processes running ``multihome monitor --foreground`` (systemd or detached)."""
+    """Processes running ``multihome monitor --foreground`` (systemd or detached) that see
+    this file system: a container or lab router sharing the PID namespace is not this router."""
     found = []
+    ours = _mount_ns("self")
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
+        if entry.isdigit() and _mount_ns(entry) == ours:
             argv = _cmdline(int(entry))
             if "monitor" in argv and "--foreground" in argv and any("multihome" in a for a in argv):
                 found.append(int(entry))
