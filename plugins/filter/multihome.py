@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
-from ansible_collections.netops.multihome.plugins.module_utils.engine.rolemodel import (
+from ansible_collections.netops.multihome.plugins.module_utils.engine.model.role import (
     build_model,
     lsm_connections,
 )

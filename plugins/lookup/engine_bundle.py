@@ -1,17 +1,20 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Lookup of netops.multihome: the engine packed as one reproducible tar on the controller."""
+"""Lookup of netops.multihome: the engine and the router runtime packed as one reproducible tar."""
 from __future__ import annotations
 
 DOCUMENTATION = """
 name: engine_bundle
-short_description: Pack the collection's engine into one reproducible tar file
+short_description: Pack the engine and the router runtime into one reproducible tar file
 description:
-  - Returns the controller path of a tar holding C(plugins/module_utils/engine/*.py) with
-    fixed owners, modes and times, so the same sources always give the same bytes and
-    copying it to a router is idempotent. The file name carries the content's SHA-256.
+  - Returns the controller path of a tar holding every C(.py) file of two packages, C(engine/)
+    (from C(plugins/module_utils/engine)) and C(router/) (the collection's C(router) folder,
+    with the C(multihome) command, the monitor and the hook's body), with fixed owners,
+    modes and times, so the same sources always give the same bytes and copying it to a
+    router is idempotent. The file name carries the content's SHA-256.
+  - Unpacked in one directory, C(router) imports the engine as the package C(engine).
 options:
   _terms:
-    description: The engine directory (default, the collection's own).
+    description: The collection's root directory (default, this collection).
     required: false
 """
 
@@ -19,7 +22,7 @@ EXAMPLES = """
 - name: Copy the engine bundle
   ansible.builtin.copy:
     src: "{{ lookup('netops.multihome.engine_bundle') }}"
-    dest: /usr/local/lib/netops-multihome/engine.tar
+    dest: /usr/local/lib/netops-multihome/runtime.tar
     mode: "0644"
 """
 
@@ -39,21 +42,35 @@ import tempfile  # noqa: E402
 from ansible.errors import AnsibleLookupError  # noqa: E402
 from ansible.plugins.lookup import LookupBase  # noqa: E402
 
-ENGINE_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils", "engine"
-)
+COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Package name on the router -> its folder in the collection.
+PACKAGES = (("engine", os.path.join("plugins", "module_utils", "engine")), ("router", "router"))
 
 
-def build(engine_dir: str) -> bytes:
-    names = sorted(n for n in os.listdir(engine_dir) if n.endswith(".py"))
-    if "__init__.py" not in names:
-        raise AnsibleLookupError(f"engine_bundle: {engine_dir} is not the engine package")
+def _sources(root: str):
+    """(name in the tar, path on disk) of every .py file of both packages, sorted."""
+    out = []
+    for package, folder in PACKAGES:
+        top = os.path.join(root, folder)
+        if not os.path.isfile(os.path.join(top, "__init__.py")):
+            raise AnsibleLookupError(f"engine_bundle: {top} is not the {package} package")
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            rel = os.path.relpath(dirpath, top)
+            for name in filenames:
+                if name.endswith(".py"):
+                    arc = os.path.normpath(os.path.join(package, rel, name))
+                    out.append((arc, os.path.join(dirpath, name)))
+    return sorted(out)
+
+
+def build(root: str) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name in names:
-            with open(os.path.join(engine_dir, name), "rb") as fh:
+        for arc, path in _sources(root):
+            with open(path, "rb") as fh:
                 data = fh.read()
-            info = tarfile.TarInfo(name)
+            info = tarfile.TarInfo(arc)
             info.size = len(data)
             info.mode = 0o644
             info.mtime = 0
@@ -65,10 +82,9 @@ def build(engine_dir: str) -> bytes:
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
-        engine_dir = terms[0] if terms else ENGINE_DIR
-        data = build(engine_dir)
+        data = build(terms[0] if terms else COLLECTION_ROOT)
         digest = hashlib.sha256(data).hexdigest()[:16]
-        path = os.path.join(tempfile.gettempdir(), f"netops-multihome-engine-{digest}.tar")
+        path = os.path.join(tempfile.gettempdir(), f"netops-multihome-runtime-{digest}.tar")
         if not os.path.exists(path):
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
             with os.fdopen(fd, "wb") as fh:

@@ -91,7 +91,7 @@ options:
     suboptions:
       name:
         description:
-          - Name (letters, digits, C(_); 1-20 characters, starting with a letter). Used in chain
+          - Name (letters, digits, C(_); 1-12 characters, starting with a letter). Used in chain
             names.
         type: str
         required: true
@@ -162,7 +162,7 @@ options:
     elements: dict
     suboptions:
       name:
-        description: Name of the LAN.
+        description: Name of the LAN (letters, digits, C(_); 1-12 characters, starting with a letter).
         type: str
         required: true
       interfaces:
@@ -314,14 +314,20 @@ diff:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.netops.multihome.plugins.module_utils.engine.balance import (  # noqa: E402
-    apply_policy,
-)
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (  # noqa: E402
     EngineError,
 )
-from ansible_collections.netops.multihome.plugins.module_utils.engine.failover import (  # noqa: E402
+from ansible_collections.netops.multihome.plugins.module_utils.engine.failover.state import (  # noqa: E402
     apply_recorded,
+)
+from ansible_collections.netops.multihome.plugins.module_utils.engine.model.policy import (  # noqa: E402
+    BACKENDS,
+    MODES,
+    NAT_KINDS,
+    STATES,
+)
+from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset.apply import (  # noqa: E402
+    apply_policy,
 )
 from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import (  # noqa: E402
     Runner,
@@ -329,8 +335,8 @@ from ansible_collections.netops.multihome.plugins.module_utils.engine.runner imp
 
 ARGUMENT_SPEC = {
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-    "backend": {"type": "str", "choices": ["nftables", "iptables"], "default": "nftables"},
-    "mode": {"type": "str", "choices": ["round_robin", "random", "source_hash"], "default": "random"},
+    "backend": {"type": "str", "choices": list(BACKENDS), "default": "nftables"},
+    "mode": {"type": "str", "choices": list(MODES), "default": "random"},
     "mark_mask": {"type": "raw", "default": "0xff00"},
     "uplinks": {
         "type": "list",
@@ -341,8 +347,8 @@ ARGUMENT_SPEC = {
             "mark": {"type": "raw", "required": True},
             "weight": {"type": "int", "default": 1},
             "tier": {"type": "int", "default": 1},
-            "state": {"type": "str", "choices": ["up", "down"], "default": "up"},
-            "nat": {"type": "str", "choices": ["masquerade", "snat", "none"], "default": "masquerade"},
+            "state": {"type": "str", "choices": list(STATES), "default": "up"},
+            "nat": {"type": "str", "choices": list(NAT_KINDS), "default": "masquerade"},
             "snat_address": {"type": "str"},
             "nptv6": {
                 "type": "list",

@@ -265,7 +265,10 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (  # noqa: E402
     EngineError,
 )
-from ansible_collections.netops.multihome.plugins.module_utils.engine.routing import (  # noqa: E402
+from ansible_collections.netops.multihome.plugins.module_utils.engine.routing.iproute import (  # noqa: E402
+    ROUTE_TYPES,
+)
+from ansible_collections.netops.multihome.plugins.module_utils.engine.routing.table import (  # noqa: E402
     apply_table,
 )
 from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import (  # noqa: E402
@@ -278,8 +281,7 @@ ROUTE_OPTIONS = {
     "dev": {"type": "str"},
     "src": {"type": "str"},
     "metric": {"type": "int"},
-    "type": {"type": "str", "default": "unicast",
-             "choices": ["unicast", "unreachable", "blackhole", "prohibit"]},
+    "type": {"type": "str", "default": "unicast", "choices": list(ROUTE_TYPES)},
     "onlink": {"type": "bool", "default": False},
     "family": {"type": "str", "choices": ["ipv4", "ipv6"]},
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from ansible_collections.netops.multihome.plugins.module_utils.engine import failover
+from ansible_collections.netops.multihome.plugins.module_utils.engine.failover import state as failover
 from ansible_collections.netops.multihome.plugins.module_utils.engine.paths import Paths
 
 PARAMS = {"uplinks": [{"name": "isp1", "state": "up"}, {"name": "isp2", "state": "up"},

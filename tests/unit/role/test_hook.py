@@ -6,9 +6,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from ansible_collections.netops.multihome.plugins.module_utils.engine import cli_hook, failover
-from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
-from ansible_collections.netops.multihome.plugins.module_utils.engine.hookargs import parse_lsm_args
+from engine.errors import ValidationError
+from engine.failover import state as failover
+from engine.hook.lsm_args import parse_lsm_args
+
+from router import hook as cli_hook
 
 NAMES = ["isp1", "isp2"]
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
-from ansible_collections.netops.multihome.plugins.module_utils.engine import balance, failover
+from ansible_collections.netops.multihome.plugins.module_utils.engine.failover import state as failover
+from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset import apply as balance
 from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult
 
 PARAMS = {
@@ -31,7 +33,7 @@ class RecordingRunner:
 
 
 def test_hook_apply_reads_no_iptables(monkeypatch) -> None:
-    monkeypatch.setattr(balance.shutil, "which", lambda tool: "/usr/sbin/" + tool)
+    monkeypatch.setattr(shutil, "which", lambda tool: "/usr/sbin/" + tool)
     hook, converge = RecordingRunner(), RecordingRunner()
     failover._default_apply(PARAMS, hook, {"isp1": "down", "isp2": "up"})
     balance.apply_policy(PARAMS, converge, states={"isp1": "down", "isp2": "up"})

@@ -5,8 +5,9 @@ import os
 import socket
 import threading
 
-from ansible_collections.netops.multihome.plugins.module_utils.engine import hookclient
-from ansible_collections.netops.multihome.plugins.module_utils.engine.monitor import Monitor
+from engine.hook import protocol as hookclient
+
+from router.monitor import Monitor
 
 from .test_hook import lsm_argv
 

@@ -5,8 +5,9 @@ import os
 from pathlib import Path
 
 import pytest
-from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import EngineError
-from ansible_collections.netops.multihome.plugins.module_utils.engine.lsmbinary import find_lsm
+from engine.errors import EngineError
+
+from router.lsmbinary import find_lsm
 
 
 def install(directory: Path, name: str, executable: bool = True) -> str:

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
-from ansible_collections.netops.multihome.plugins.module_utils.engine.rolemodel import (
+from ansible_collections.netops.multihome.plugins.module_utils.engine.model.role import (
     build_model,
     lsm_connections,
 )

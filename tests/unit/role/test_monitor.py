@@ -1,8 +1,9 @@
 """Parsing the kernel's link events (`ip -o monitor link`) for carrier changes."""
 from __future__ import annotations
 
-from ansible_collections.netops.multihome.plugins.module_utils.engine.monitor import parse_link_line
-from ansible_collections.netops.multihome.plugins.module_utils.engine.profiles import monitor_settings
+from engine.model.profiles import monitor_settings
+
+from router.monitor import parse_link_line
 
 
 def test_carrier_lost_gained_and_deleted() -> None:
@@ -26,7 +27,7 @@ def test_profiles_hold_bounds_recovery() -> None:
 
 
 def test_lsm_config_split_per_uplink() -> None:
-    from ansible_collections.netops.multihome.plugins.module_utils.engine.monitor import split_lsm_config
+    from router.monitor import split_lsm_config
 
     text = (
         "# managed\ndefaults {\n  name=defaults\n  status=2\n}\n\n"

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from ansible_collections.netops.multihome.plugins.module_utils.engine import naming
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
+from ansible_collections.netops.multihome.plugins.module_utils.engine.model import naming
 
 
 def test_reordering_changes_nothing() -> None:

@@ -1,15 +1,12 @@
-"""Shared helpers of the routing-engine unit tests: import path, fixtures, a scripted runner."""
+"""Shared helpers of the routing-engine unit tests: fixtures, a scripted runner."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[4]
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult
 
-from engine.runner import CmdResult  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 
 def fixture(name: str) -> str:

@@ -1,10 +1,10 @@
 """Parsing captured ``ip -j`` output (iproute2 6.1) into the normalised route/rule model."""
 from __future__ import annotations
 
-from prt_support import fixture  # sets the engine import path
+from prt_support import fixture
 
 # isort: split
-from engine.iproute import (
+from ansible_collections.netops.multihome.plugins.module_utils.engine.routing.iproute import (
     FULL_MASK,
     Route,
     Rule,

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 # isort: off
 from test_policy_params import INTERFACES, params, with_ipv6  # puts the collection on sys.path
-from ansible_collections.netops.multihome.plugins.module_utils.engine import iptables
-from ansible_collections.netops.multihome.plugins.module_utils.engine.policy import (
-    active_pins,
-    parse_policy,
-    plan_choice,
-    plan_choice_v6,
-)
+from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset import iptables
+from ansible_collections.netops.multihome.plugins.module_utils.engine.model.policy import parse_policy
+from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset.plan import plan_ruleset
 # isort: on
 
 FOREIGN = """*mangle
@@ -29,8 +25,7 @@ COMMIT
 
 def tables(p=None, states=None, family=4):
     pol = parse_policy(p or params(), INTERFACES)
-    groups = plan_choice_v6(pol, states)
-    return iptables.render_tables(pol, plan_choice(pol, states), active_pins(pol, states), family, groups)
+    return iptables.render_tables(plan_ruleset(pol, states), family)
 
 
 def simulate_nth(rules, packets):

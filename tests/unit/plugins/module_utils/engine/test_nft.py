@@ -4,21 +4,15 @@ from __future__ import annotations
 
 # isort: off
 from test_policy_params import INTERFACES, params, with_ipv6, with_uplink  # puts the collection on sys.path
-from ansible_collections.netops.multihome.plugins.module_utils.engine import nft
-from ansible_collections.netops.multihome.plugins.module_utils.engine.policy import (
-    active_pins,
-    parse_policy,
-    plan_choice,
-    plan_choice_v6,
-)
+from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset import nft
+from ansible_collections.netops.multihome.plugins.module_utils.engine.model.policy import parse_policy
+from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset.plan import plan_ruleset
 # isort: on
 
 
 def chains(p=None, states=None):
     pol = parse_policy(p or params(), INTERFACES)
-    return nft.render_chains(
-        pol, plan_choice(pol, states), active_pins(pol, states), plan_choice_v6(pol, states)
-    )
+    return nft.render_chains(plan_ruleset(pol, states))
 
 
 def test_restore_comes_first_and_marked_connections_are_never_rechosen():
@@ -169,4 +163,4 @@ def test_apply_failure_reports_the_kernel_message():
     )
 
     with pytest.raises(EngineError, match="Could not process rule: No such file"):
-        nft.apply("x", FakeRunner(1, stderr="Error: Could not process rule: No such file or directory"))
+        nft.load("x", FakeRunner(1, stderr="Error: Could not process rule: No such file or directory"))

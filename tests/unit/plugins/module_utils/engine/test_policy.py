@@ -9,11 +9,13 @@ from test_policy_params import INTERFACES, params, with_ipv6, with_uplink  # put
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (
     ValidationError,
 )
-from ansible_collections.netops.multihome.plugins.module_utils.engine.policy import (
-    active_pins,
+from ansible_collections.netops.multihome.plugins.module_utils.engine.model.policy import (
     parse_policy,
-    plan_choice,
     policy_marks,
+)
+from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset.choice import (
+    active_pins,
+    plan_choice,
     weighted_sequence,
 )
 # isort: on

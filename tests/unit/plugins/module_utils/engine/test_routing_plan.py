@@ -1,15 +1,28 @@
 """Planning against captured kernel state: minimal, ordered, window-free batches."""
 from __future__ import annotations
 
-from prt_support import ScriptedRunner, fixture  # sets the engine import path
+from prt_support import ScriptedRunner, fixture
 
 # isort: split
 import pytest
-from engine import routing
-from engine.errors import EngineError, ValidationError
-from engine.iproute import Rule, parse_links, parse_routes, parse_rules
-from engine.routing import KernelState, check_against_kernel, plan_changed, plan_table
-from engine.routing_spec import parse_params
+from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (
+    EngineError,
+    ValidationError,
+)
+from ansible_collections.netops.multihome.plugins.module_utils.engine.model.table_spec import parse_params
+from ansible_collections.netops.multihome.plugins.module_utils.engine.routing import table as routing
+from ansible_collections.netops.multihome.plugins.module_utils.engine.routing.iproute import (
+    Rule,
+    parse_links,
+    parse_routes,
+    parse_rules,
+)
+from ansible_collections.netops.multihome.plugins.module_utils.engine.routing.table import (
+    KernelState,
+    check_against_kernel,
+    plan_changed,
+    plan_table,
+)
 
 # exactly what the captured fixtures hold for table 101
 CURRENT_ROUTES = [

@@ -1,13 +1,9 @@
 """rt_tables.d handling: reading every mapping file, conflicts, our own file."""
 from __future__ import annotations
 
-# prt_support sets the engine import path
-from prt_support import ROOT  # noqa: F401  # pylint: disable=unused-import
-
-# isort: split
 import pytest
-from engine import rt_tables
-from engine.errors import ValidationError
+from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
+from ansible_collections.netops.multihome.plugins.module_utils.engine.routing import rt_tables
 
 
 def write(path, text):

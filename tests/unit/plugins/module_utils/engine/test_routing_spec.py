@@ -1,14 +1,14 @@
 """Validation of policy_route_table parameters: every bad input names option, value and rule."""
 from __future__ import annotations
 
-# prt_support sets the engine import path
-from prt_support import ROOT  # noqa: F401  # pylint: disable=unused-import
-
-# isort: split
 import pytest
-from engine.errors import ValidationError
-from engine.iproute import FULL_MASK, Route, Rule
-from engine.routing_spec import parse_params
+from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
+from ansible_collections.netops.multihome.plugins.module_utils.engine.model.table_spec import parse_params
+from ansible_collections.netops.multihome.plugins.module_utils.engine.routing.iproute import (
+    FULL_MASK,
+    Route,
+    Rule,
+)
 
 GOOD_ROUTES = [
     {"dest": "default", "gateway": "198.51.100.1", "dev": "wan1"},

@@ -1,0 +1,1 @@
+"""Uplink states recorded per source and the reaction to one monitor event."""

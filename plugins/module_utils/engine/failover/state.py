@@ -1,0 +1,279 @@
+"""Uplink state bookkeeping and the reaction to a monitor event.
+
+Each uplink has one state file per source of truth (``<uplink>.probe`` written for
+LSM's verdict, ``<uplink>.carrier`` for the kernel's link state) and one effective
+state file (``<uplink>``: ``up``/``down``, the time it took that state, the sources).
+An uplink is down when any source says down. Every event takes one lock, so concurrent
+events are applied one after the other and each sees the states the previous one wrote;
+files are replaced atomically, so a reader never sees half a file.
+
+On an event the balancing ruleset is re-applied for the live uplinks (the ruleset
+engine changes only what differs, in one transaction) and, when an uplink went down
+while another is still live, the conntrack entries carrying its mark, and only those,
+are deleted so its clients reconnect through a live uplink at once.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+from ..errors import EngineError, ValidationError
+from ..paths import Paths
+from ..runner import Runner
+
+SOURCES = ("probe", "carrier")
+STATES = ("up", "down")
+
+
+@dataclass
+class SourceState:
+    state: str
+    at: float
+
+
+@dataclass
+class EventResult:
+    uplink: str
+    source: str
+    state: str
+    effective: Dict[str, str]
+    previous: str
+    changed_rules: bool = False
+    deleted_flows: int = 0
+    ignored: str = ""
+    seconds: float = 0.0
+    commands: List[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """The one log line for this event."""
+        if self.ignored:
+            return f"uplink={self.uplink} source={self.source} state={self.state} ignored ({self.ignored})"
+        live = ",".join(n for n, s in sorted(self.effective.items()) if s == "up") or "none"
+        return (
+            f"uplink={self.uplink} source={self.source} state={self.state} "
+            f"effective={self.previous}->{self.effective[self.uplink]} live={live} "
+            f"rules={'changed' if self.changed_rules else 'unchanged'} "
+            f"flows_deleted={self.deleted_flows} ms={self.seconds * 1000:.1f}"
+        )
+
+
+# path -> (file identity, model): the file is parsed again only when it was replaced.
+_loaded: Dict[str, Tuple[Tuple[int, ...], dict]] = {}
+
+
+def load_model(paths: Paths) -> dict:
+    """The saved model; the same object while the file is unchanged (inode, mtime, size),
+    so a long-running monitor parses it once, not on every event."""
+    try:
+        st = os.stat(paths.model)
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        hit = _loaded.get(paths.model)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        with open(paths.model, encoding="utf-8") as fh:
+            model = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"cannot read the router model {paths.model}: {exc}") from exc
+    if not isinstance(model, dict) or "balance" not in model or "failover" not in model:
+        raise EngineError(f"{paths.model} is not a netops.multihome model")
+    _loaded[paths.model] = (key, model)
+    return model
+
+
+def uplink_names(model: dict) -> List[str]:
+    return [u["name"] for u in model["balance"]["uplinks"]]
+
+
+def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read_state(path: str) -> Optional[Tuple[str, float, str]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            fields = fh.read().split()
+    except OSError:
+        return None
+    if len(fields) < 2 or fields[0] not in STATES:
+        return None
+    try:
+        return fields[0], float(fields[1]), " ".join(fields[2:])
+    except ValueError:
+        return None
+
+
+def source_states(paths: Paths, uplink: str) -> Dict[str, SourceState]:
+    out = {}
+    for source in SOURCES:
+        got = _read_state(os.path.join(paths.state_dir, f"{uplink}.{source}"))
+        if got:
+            out[source] = SourceState(got[0], got[1])
+    return out
+
+
+def effective_state(sources: Dict[str, SourceState]) -> str:
+    """Down when any source says down; an uplink nothing has reported on is up."""
+    return "down" if any(s.state == "down" for s in sources.values()) else "up"
+
+
+def uplink_state(paths: Paths, uplink: str) -> Tuple[str, Optional[float], str]:
+    """(effective state, since when, detail) as last written."""
+    got = _read_state(os.path.join(paths.state_dir, uplink))
+    if got is None:
+        return "up", None, "no event yet"
+    return got
+
+
+def all_states(paths: Paths, names: List[str]) -> Dict[str, str]:
+    return {n: effective_state(source_states(paths, n)) for n in names}
+
+
+class StateLock:
+    """Exclusive lock serialising every writer of the state directory."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.path = paths.lock
+        self.fd = -1
+
+    def __enter__(self) -> StateLock:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def _record(paths: Paths, uplink: str, source: str, state: str, at: float) -> None:
+    write_atomic(os.path.join(paths.state_dir, f"{uplink}.{source}"), f"{state} {at:.3f}\n")
+
+
+def _record_effective(
+    paths: Paths, uplink: str, state: str, since: float, sources: Dict[str, SourceState]
+) -> None:
+    detail = " ".join(f"{k}={v.state}" for k, v in sorted(sources.items()))
+    write_atomic(os.path.join(paths.state_dir, uplink), f"{state} {since:.3f} {detail}\n")
+
+
+ApplyFn = Callable[[dict, Runner, Dict[str, str]], dict]
+DeleteFn = Callable[[int, int, Runner], int]
+
+
+def _default_apply(params: dict, runner: Runner, states: Dict[str, str]) -> dict:
+    from ..ruleset.apply import apply_policy, policy_of
+
+    return apply_policy(policy_of(params), runner, states=states, other_backend=False)
+
+
+def _default_delete(mark: int, mask: int, runner: Runner) -> int:
+    from ..ruleset.conntrack import delete_by_mark
+
+    return delete_by_mark(mark, mask, runner)
+
+
+def handle_event(
+    model: dict,
+    uplink: str,
+    source: str,
+    state: str,
+    at: float,
+    paths: Paths,
+    runner: Runner,
+    apply_fn: ApplyFn = _default_apply,
+    delete_fn: DeleteFn = _default_delete,
+) -> EventResult:
+    """Record one monitor verdict and bring the balancing in line with every state."""
+    started = time.monotonic()
+    names = uplink_names(model)
+    if uplink not in names:
+        raise ValidationError("uplink", uplink, "one of " + ", ".join(names))
+    if source not in SOURCES:
+        raise ValidationError("source", source, "one of " + ", ".join(SOURCES))
+    if state not in STATES:
+        raise ValidationError("state", state, "up or down")
+    with StateLock(paths):
+        sources = source_states(paths, uplink)
+        previous = effective_state(sources)
+        known = sources.get(source)
+        if known is not None and at < known.at:
+            return EventResult(uplink, source, state, all_states(paths, names), previous,
+                               ignored=f"older than the {known.state} recorded at {known.at:.3f}")
+        _record(paths, uplink, source, state, at)
+        sources[source] = SourceState(state, at)
+        now_state = effective_state(sources)
+        effective = all_states(paths, names)
+        effective[uplink] = now_state
+        result = EventResult(uplink, source, state, effective, previous)
+        last = _read_state(os.path.join(paths.state_dir, uplink))
+        # An event that leaves the uplink's state as recorded needs no ruleset work
+        # (``multihome apply`` repairs drift); anything else re-applies the balancing.
+        if last is None or last[0] != now_state or previous != now_state:
+            applied = apply_fn(model["balance"], runner, effective)
+            result.changed_rules = bool(applied.get("changed"))
+            result.commands = list(applied.get("commands") or [])
+        others_live = any(s == "up" for n, s in effective.items() if n != uplink)
+        if now_state == "down" and previous == "up" and others_live:
+            info = model["failover"]["uplinks"][uplink]
+            result.deleted_flows = delete_fn(int(info["mark"]), int(info["mask"]), runner)
+        since = at if last is None or last[0] != now_state else last[1]
+        _record_effective(paths, uplink, now_state, since, sources)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def apply_recorded(params: dict, runner: Runner, check: bool = False, paths: Optional[Paths] = None,
+                   apply_fn: ApplyFn = _default_apply) -> dict:
+    """Apply the balancing ``params`` with each uplink's recorded state, read and applied
+    under the lock the hook holds, so an event recorded meanwhile is never overwritten
+    by a state read earlier (an uplink is down when its params or its record say so).
+    Check mode takes no lock and creates nothing."""
+    paths = paths or Paths.default()
+    uplinks = params.get("uplinks") or []
+
+    def run() -> dict:
+        recorded = all_states(paths, [u["name"] for u in uplinks])
+        states = {u["name"]: "down" if "down" in (u.get("state"), recorded[u["name"]]) else "up"
+                  for u in uplinks}
+        if check:
+            from ..ruleset.apply import apply_policy
+
+            return apply_policy(params, runner, check=True, states=states)
+        return apply_fn(params, runner, states)
+
+    if check:
+        return run()
+    with StateLock(paths):
+        return run()
+
+
+def log_event(paths: Paths, line: str, ident: str = "multihome") -> None:
+    """One line to syslog (journal) and to the router's event log."""
+    import syslog
+
+    syslog.openlog(ident, syslog.LOG_PID, syslog.LOG_DAEMON)
+    syslog.syslog(syslog.LOG_NOTICE, line)
+    os.makedirs(os.path.dirname(paths.events), exist_ok=True)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
+    fd = os.open(paths.events, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        os.write(fd, f"{stamp} {time.time():.3f} {line}\n".encode())
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""Validated input: the shared vocabulary, the role model and the modules' typed params."""

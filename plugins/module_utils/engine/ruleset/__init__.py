@@ -1,0 +1,1 @@
+"""The balancing ruleset: new-flow choice, a backend-neutral plan, nftables and iptables."""

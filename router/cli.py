@@ -1,0 +1,182 @@
+"""Body of the ``multihome`` command on the router.
+
+  multihome status [--json]            uplinks: state, since, weight, tier, flows, last event
+  multihome apply [--check] [--json] [--only PART ...]
+                                       make the kernel match the saved model
+  multihome boot                       apply, then start the monitor (hosts without systemd)
+  multihome monitor --foreground|--start|--stop|--restart|--status
+  multihome monitor --verify [--wait S]  one monitor with one LSM per uplink, stable (JSON)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from engine.errors import EngineError
+from engine.failover.state import all_states, apply_recorded, load_model, log_event, uplink_names
+from engine.paths import Paths
+from engine.runner import Runner
+
+from . import monitor as mon
+from .monitorcheck import verify as verify_monitor
+
+
+# Output goes through these rather than print(): ansible-test reserves print() for modules.
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+PARTS = ("sysctl", "routing", "main-default", "balance")
+DAEMON_LOG = "/var/log/netops-multihome/monitor.log"
+
+
+def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PARTS) -> Dict[str, Any]:
+    """Sysctl, routing tables, main default, balancing (with the recorded states)."""
+    from engine.routing.main_default import ensure_main_default
+    from engine.routing.sysctl import apply_sysctl
+    from engine.routing.table import apply_table
+
+    results: Dict[str, Any] = {}
+    if "sysctl" in parts:
+        results["sysctl"] = apply_sysctl(model.get("sysctl") or {}, check)
+    if "routing" in parts:
+        results["routing"] = [apply_table(p, runner, check) for p in model.get("routing") or []]
+    if "main-default" in parts and model.get("local_default"):
+        results["main-default"] = ensure_main_default(model["local_default"], runner, check)
+    if "balance" in parts:
+        results["balance"] = apply_recorded(model["balance"], runner, check, paths)
+    changed = any(
+        (any(r["changed"] for r in v) if isinstance(v, list) else v["changed"]) for v in results.values()
+    )
+    commands: List[str] = []
+    for v in results.values():
+        for r in v if isinstance(v, list) else [v]:
+            commands += r.get("commands") or []
+    return {"changed": changed, "commands": commands, "parts": results}
+
+
+def _status(args, paths: Paths, runner: Runner) -> int:
+    from engine.ruleset.apply import apply_policy
+
+    from .status import collect, render_text
+
+    model = load_model(paths)
+    states = all_states(paths, uplink_names(model))
+    try:
+        drift = apply_policy(model["balance"], runner, check=True, states=states)["changed"]
+    except EngineError:
+        drift = True
+    status = collect(model, paths, runner, drift)
+    if args.json:
+        _out(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(render_text(status))
+    return 0
+
+
+def _apply(args, paths: Paths, runner: Runner) -> int:
+    model = load_model(paths)
+    started = time.monotonic()
+    result = apply_model(model, paths, runner, args.check, tuple(args.only or PARTS))
+    result["seconds"] = round(time.monotonic() - started, 3)
+    if result["changed"] and not args.check:
+        log_event(paths, f"apply parts={','.join(args.only or PARTS)} changed "
+                         f"commands={len(result['commands'])}", "multihome")
+    if args.json:
+        _out(json.dumps(result, indent=2, sort_keys=True, default=str))
+    else:
+        verb = "would change" if args.check else "changed"
+        _out(f"{verb if result['changed'] else 'unchanged'} ({result['seconds']}s)")
+        for cmd in result["commands"]:
+            _out("  " + cmd.splitlines()[0])
+    return 0
+
+
+def _monitor_argv() -> List[str]:
+    return [os.path.realpath(sys.argv[0]), "monitor", "--foreground"]
+
+
+def _verify_monitor(args, paths: Paths) -> int:
+    with open(paths.lsm_conf, encoding="utf-8") as fh:
+        expected = set(mon.split_lsm_config(fh.read()))
+    result = verify_monitor(expected, paths, args.wait)
+    _out(json.dumps(result, sort_keys=True))
+    return 0 if result["ok"] else 1
+
+
+def _monitor(args, paths: Paths, runner: Runner) -> int:
+    if args.action == "verify":
+        return _verify_monitor(args, paths)
+    if args.action == "foreground":
+        return mon.Monitor(paths, runner).run()
+    if args.action in ("stop", "restart"):
+        stopped = mon.stop(paths)
+        if args.action == "stop":
+            _out("stopped" if stopped else "not running")
+            return 0
+    if args.action in ("start", "restart"):
+        pid = mon.running_pid(paths)
+        if pid is None:
+            pid = mon.start_detached(paths, _monitor_argv(), DAEMON_LOG)
+            _out(f"started pid {pid}")
+        else:
+            _out(f"already running pid {pid}")
+        return 0
+    pid = mon.running_pid(paths)
+    _out(f"running pid {pid}" if pid else "not running")
+    return 0 if pid else 3
+
+
+def _boot(args, paths: Paths, runner: Runner) -> int:
+    model = load_model(paths)
+    started = time.monotonic()
+    result = apply_model(model, paths, runner, False)
+    log_event(paths, f"boot apply changed={result['changed']} ms={(time.monotonic() - started) * 1000:.0f}",
+              "multihome")
+    if model["failover"].get("enabled", True) and not args.no_monitor:
+        mon.stop(paths)
+        pid = mon.start_detached(paths, _monitor_argv(), DAEMON_LOG)
+        _out(f"applied ({'changed' if result['changed'] else 'unchanged'}); monitor pid {pid}")
+    else:
+        _out(f"applied ({'changed' if result['changed'] else 'unchanged'})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="multihome", description="netops.multihome router control")
+    sub = p.add_subparsers(dest="command", required=True)
+    st = sub.add_parser("status", help="uplink states, flows and last events")
+    st.add_argument("--json", action="store_true")
+    ap = sub.add_parser("apply", help="make the kernel match /etc/netops-multihome/model.json")
+    ap.add_argument("--check", action="store_true", help="report what would change, change nothing")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--only", action="append", choices=PARTS)
+    bt = sub.add_parser("boot", help="apply the saved model and start the monitor (no systemd)")
+    bt.add_argument("--no-monitor", action="store_true")
+    mo = sub.add_parser("monitor", help="LSM plus the link watcher")
+    group = mo.add_mutually_exclusive_group(required=True)
+    for action in ("foreground", "start", "stop", "restart", "status", "verify"):
+        group.add_argument(f"--{action}", dest="action", action="store_const", const=action)
+    mo.add_argument("--wait", type=float, default=15.0,
+                    help="--verify: seconds to wait for the monitor and one LSM per uplink")
+    return p
+
+
+def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner] = None) -> int:
+    args = parser().parse_args(argv)
+    paths = paths or Paths.default()
+    runner = runner or Runner()
+    handlers = {"status": _status, "apply": _apply, "monitor": _monitor, "boot": _boot}
+    try:
+        return handlers[args.command](args, paths, runner)
+    except EngineError as exc:
+        _err(f"multihome {args.command}: {exc}")
+        return 1
