@@ -48,8 +48,8 @@ def test_status_json_schema_v1_every_field_has_its_documented_type_and_value(con
     with lab.stream("c1", count=4, duration=4.0):
         time.sleep(0.5)
         data = status(lab)
-    assert set(data) == {"schema_version", "backend", "mode", "failover", "ruleset_in_sync", "uplinks"}
-    assert data["schema_version"] == 1
+    assert set(data) == {"schema_version", "backend", "mode", "failover", "ruleset_in_sync", "uplinks", "ha"}
+    assert data["schema_version"] == 1 and data["ha"] is None  # a single router (HA: test_ha_pair.py)
     assert (data["backend"], data["mode"], data["failover"], data["ruleset_in_sync"]) == (
         "nftables", "round_robin", True, True)
     fields = {"name", "interface", "state", "reason", "drained", "since", "detail", "weight", "tier",
