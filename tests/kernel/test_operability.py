@@ -217,8 +217,9 @@ def test_hanging_user_hook_is_killed_after_its_timeout_and_leaves_carrier_failov
         lab.run("r1", ["rm", "-f", f"{HOOKS}/30-hang"])
     print(f"carrier event-to-apply, median: without hook {without[1]:.3f}s, "
           f"with a hanging hook {with_hang[1]:.3f}s")
-    # a hook run inline would add its whole timeout (3 s) to every event
-    assert with_hang[1] < without[1] + 0.5, (without, with_hang)
+    # a hook run inline would add its whole timeout (3 s) to every event; half of it is the
+    # margin for a loaded machine
+    assert with_hang[1] < without[1] + HOOK_TIMEOUT / 2, (without, with_hang)
 
 
 def test_unwritable_metrics_dir_is_logged_once_and_the_monitor_keeps_failing_over(converged) -> None:
