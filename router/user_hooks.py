@@ -54,8 +54,8 @@ def refusal(path: str, uid: int = 0) -> Optional[str]:
 
 
 class UserHooks:
-    def __init__(self, directory: str, timeout: float, log: Callable[[str], None]) -> None:
-        self.directory, self.timeout, self.log = directory, timeout, log
+    def __init__(self, directory: str, timeout: float, log: Callable[[str], None], owner: int = 0) -> None:
+        self.directory, self.timeout, self.log, self.owner = directory, timeout, log, owner
         self.pending: queue.Queue = queue.Queue()
         self.thread: Optional[threading.Thread] = None
         self.running: Optional[subprocess.Popen] = None
@@ -72,7 +72,7 @@ class UserHooks:
         runnable = []
         for name in names:
             path = os.path.join(self.directory, name)
-            why = refusal(path)
+            why = refusal(path, self.owner)
             if why:
                 self.log(f"user hook {path} skipped: {why}")
             else:
@@ -104,8 +104,8 @@ class UserHooks:
                 return
             try:
                 self.run_one(path, env)
-            except OSError as exc:
-                self.log(f"user hook {path} failed to start: {exc}")
+            except Exception as exc:  # one broken script must not end the worker for the others
+                self.log(f"user hook {path} failed: {type(exc).__name__}: {exc}")
 
     def submit(self, event: LoggedEvent) -> None:
         """Queue the scripts for one effective change; returns at once."""

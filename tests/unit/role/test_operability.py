@@ -109,3 +109,27 @@ def test_conntrack_line_gives_the_original_tuple_both_directions_bytes_and_the_m
     assert flow == {"proto": "tcp", "state": "ESTABLISHED", "src": "192.168.1.20", "dst": "203.0.113.10",
                     "sport": "40000", "dport": "5001", "mark": 256, "bytes": 1600, "packets": 18}
     assert parse_conntrack_line("udp 17 29 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 mark=0")["state"] == ""
+
+
+def test_user_hooks_get_the_event_environment_and_a_hanging_one_is_killed_at_its_timeout(tmp_path) -> None:
+    import time
+
+    from router.user_hooks import UserHooks
+
+    hooks = tmp_path / "hooks.d"
+    hooks.mkdir()
+    out = tmp_path / "env"
+    for name, body in (("10-record", f"env | grep ^MULTIHOME_ | sort > {out}\necho done\n"),
+                       ("20-hang", "sleep 60\n")):
+        (hooks / name).write_text("#!/bin/sh\n" + body)
+        os.chmod(hooks / name, 0o700)
+    logged: list = []
+    started = time.monotonic()
+    UserHooks(str(hooks), 1.0, logged.append, owner=os.getuid()).run_all(
+        event_environment(parse_event_line(LINE)))
+    assert time.monotonic() - started < 10
+    assert out.read_text().split() == ["MULTIHOME_LIVE_UPLINKS=isp2", "MULTIHOME_NEW_STATE=down",
+                                       "MULTIHOME_OLD_STATE=up", "MULTIHOME_REASON=probe",
+                                       "MULTIHOME_UPLINK=isp1"]
+    assert "10-record uplink=isp1 rc=0" in logged[0] and "output: 'done'" in logged[0]
+    assert "20-hang uplink=isp1 killed after the 1s timeout" in logged[1]
