@@ -227,6 +227,10 @@ def build(name: str, plan: Plan, slot: int) -> dict:
         n_r = ns(name, router.name)
         sysctl(n_r, "net.ipv4.ip_forward", "0")
         sysctl(n_r, "net.ipv6.conf.all.forwarding", "0")
+        # Like Ubuntu (sysctl.d/10-network-security.conf), not the kernel's 0: the role must
+        # make the LANs strict against an `all` value that would otherwise win.
+        sysctl(n_r, "net.ipv4.conf.all.rp_filter", "2")
+        sysctl(n_r, "net.ipv4.conf.default.rp_filter", "2")
         for up in router.uplinks:
             n_isp = ns(name, up.isp)
             veth(n_isp, up.isp_if, n_r, up.router_if)
