@@ -23,7 +23,7 @@ TIMEOUT_S = 10.0
 
 
 def socket_path() -> str:
-    return os.environ.get("MULTIHOME_ROOT", "") + SOCKET
+    return SOCKET
 
 
 def process_started() -> float:

@@ -1,0 +1,240 @@
+"""Issue 13 on the lab's router r1 after one site.yml run: a marked flow whose uplink route
+is gone fails instead of leaking, a table id someone else uses is refused, LAN strictness
+holds against a distribution's ``all.rp_filter``, overlapping prefixes and foreign mark
+users are refused with the router left as it was, recorded failover states follow a
+monotonic order and are ignored when failover is off.
+
+The failover monitor is stopped for this module so LSM does not react to the faults made
+here (the hook still runs the engine itself when no monitor answers).
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Dict
+
+import pytest
+
+LIB = "/usr/local/lib/netops-multihome"
+HOOK = f"{LIB}/multihome-hook"
+MODEL = "/etc/netops-multihome/model.json"
+STATE = "/var/lib/netops-multihome/state"
+TABLE = "netops_multihome"
+ISP1, ISP2 = "198.51.100.2", "198.51.100.6"
+
+
+@pytest.fixture(scope="module")
+def router(lab):
+    first = lab.playbook()
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    lab.run("r1", ["multihome", "monitor", "--stop"])
+    return lab
+
+
+def model(lab) -> dict:
+    return json.loads(lab.run("r1", ["cat", MODEL]).stdout)
+
+
+def engine(lab, code: str, check: bool = False):
+    """Run CODE on r1 with the engine the role installed importable."""
+    return lab.run("r1", ["python3", "-c", f"import sys; sys.path.insert(0, {LIB!r})\n{code}"], check=check)
+
+
+def snapshot(lab) -> Dict[str, str]:
+    cmds = {
+        "ruleset": ["nft", "list", "ruleset"],
+        "rules": ["sh", "-c", "ip -4 rule; ip -6 rule"],
+        "routes": ["sh", "-c", "ip -4 route show table all; ip -6 route show table all"],
+        "sysctl": ["sysctl", "-a", "--pattern", "rp_filter|forwarding"],
+        "files": ["sh", "-c", "find /etc/netops-multihome /etc/sysctl.d /etc/iproute2 "
+                  f"{LIB} -type f | sort | xargs sha256sum"],
+    }
+    return {k: lab.run("r1", v).stdout for k, v in cmds.items()}
+
+
+def rp_filter_drops(lab) -> int:
+    lines = lab.run("r1", ["cat", "/proc/net/netstat"]).stdout.splitlines()
+    names, values = lines[0].split(), lines[1].split()
+    return int(values[names.index("IPReversePathFilter")])
+
+
+# ------------------------------------------------------------------ routing
+def test_marked_flow_whose_uplink_route_is_gone_fails_instead_of_leaving_by_the_other_isp(router) -> None:
+    lab = router
+    table = str(model(lab)["failover"]["uplinks"]["isp2"]["table"])
+    lab.run("r1", ["ip", "route", "del", "default", "via", "198.51.100.5", "table", table])
+    lab.reset_spoofed("isp1")
+    try:
+        seen = lab.flows("c1", 8, timeout=1.0)
+    finally:
+        lab.run("r1", ["multihome", "apply", "--only", "routing"])
+    assert seen.count(ISP1) == 4, seen
+    assert all(x.startswith("error") for x in seen if x != ISP1), seen
+    assert lab.spoofed("isp1") == 0
+    assert set(lab.flows("c1", 4)) == {ISP1, ISP2}
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_every_uplink_table_ends_in_an_unreachable_default(router, family) -> None:
+    lab = router
+    for info in model(lab)["failover"]["uplinks"].values():
+        out = lab.run("r1", ["ip", f"-{family}", "route", "show", "table", str(info["table"])]).stdout
+        assert "unreachable default" in out, out
+
+
+def test_explicit_table_id_holding_foreign_routes_and_rules_is_refused(router) -> None:
+    lab = router
+    lab.run("r1", ["ip", "route", "add", "10.77.0.0/24", "dev", "lan1", "table", "4242"])
+    lab.run("r1", ["ip", "rule", "add", "priority", "777", "from", "10.77.0.0/24", "table", "4242"])
+    try:
+        before = snapshot(lab)
+        res = engine(lab, """
+from engine.routing.table import apply_table
+from engine.runner import Runner
+apply_table({"name": "admin_vpn", "id": 4242, "purge": True, "routes": [
+    {"dest": "default", "gateway": "198.51.100.1", "dev": "wan1"}]}, Runner())
+""")
+        assert res.returncode != 0
+        assert "4242" in res.stderr and "10.77.0.0/24" in res.stderr, res.stderr
+        assert snapshot(lab) == before
+    finally:
+        lab.run("r1", ["ip", "rule", "del", "priority", "777"])
+        lab.run("r1", ["ip", "route", "flush", "table", "4242"])
+
+
+# ------------------------------------------------------------------ rp_filter
+def test_lan_stays_strict_when_the_distribution_sets_all_rp_filter_loose(router) -> None:
+    """The lab's routers start with all.rp_filter=2 (Ubuntu): a c1 packet with lan2's source
+    is dropped by r1's reverse-path check, not forwarded."""
+    lab = router
+    dev = "eth0"
+    lab.run("c1", ["ip", "addr", "add", "192.168.2.99/32", "dev", dev])
+    try:
+        before = rp_filter_drops(lab)
+        assert all(x.startswith("error") for x in lab.flows("c1", 3, src="192.168.2.99", timeout=0.5))
+        assert rp_filter_drops(lab) >= before + 3
+    finally:
+        lab.run("c1", ["ip", "addr", "del", "192.168.2.99/32", "dev", dev])
+
+
+# ------------------------------------------------------------------ validation
+def test_lan_prefix_overlapping_an_uplink_prefix_is_refused_and_r1_unchanged(router) -> None:
+    lab = router
+    before = snapshot(lab)
+    lans = [{"name": "lan1", "interface": "lan1", "prefixes": ["198.51.100.0/24"]},
+            {"name": "lan2", "interface": "lan2", "prefixes": ["192.168.2.0/24"]}]
+    bad = lab.playbook("-e", json.dumps({"multihome_lans": lans}))
+    assert bad.returncode != 0
+    assert "multihome_lans[0].prefixes[0]" in bad.stdout and "multihome_uplinks[0]" in bad.stdout, \
+        bad.stdout[-2000:]
+    assert snapshot(lab) == before
+
+
+# ------------------------------------------------------------------ coexistence
+FOREIGN_MARK_RULE = ["priority", "600", "fwmark", "0x4000/0xc000", "table", "4243"]
+
+
+def test_foreign_fwmark_rule_overlapping_our_mask_is_refused_with_a_mask_that_fits(router) -> None:
+    lab = router
+    lab.run("r1", ["ip", "rule", "add", *FOREIGN_MARK_RULE])
+    try:
+        before = snapshot(lab)
+        res = lab.run("r1", ["multihome", "apply"], check=False)
+        assert res.returncode != 0
+        assert "0x4000/0xc000" in res.stderr and "multihome_mark_mask" in res.stderr, res.stderr
+        assert snapshot(lab) == before
+    finally:
+        lab.run("r1", ["ip", "rule", "del", *FOREIGN_MARK_RULE])
+
+
+def test_foreign_marks_outside_our_mask_are_accepted(router) -> None:
+    lab = router
+    rule = ["priority", "601", "fwmark", "0x10000/0x10000", "table", "4243"]
+    lab.run("r1", ["ip", "rule", "add", *rule])
+    lab.run("r1", ["nft", "add table ip other; add chain ip other pre { type filter hook prerouting "
+                   "priority 0; }; add rule ip other pre meta mark set meta mark or 0x20000"])
+    try:
+        res = lab.run("r1", ["multihome", "apply"], check=False)
+        assert res.returncode == 0, res.stderr
+    finally:
+        lab.run("r1", ["ip", "rule", "del", *rule])
+        lab.run("r1", ["nft", "delete", "table", "ip", "other"])
+
+
+def test_foreign_nft_mark_user_overlapping_our_mask_is_named(router) -> None:
+    lab = router
+    lab.run("r1", ["nft", "add table ip kubeish; add chain ip kubeish mark { type filter hook prerouting "
+                   "priority 0; }; add rule ip kubeish mark meta mark set meta mark or 0x4000"])
+    try:
+        res = lab.run("r1", ["multihome", "apply"], check=False)
+        assert res.returncode != 0
+        assert "kubeish" in res.stderr and "0x4000" in res.stderr, res.stderr
+    finally:
+        lab.run("r1", ["nft", "delete", "table", "ip", "kubeish"])
+
+
+# ------------------------------------------------------------------ failover records
+def lsm_argv(state: str, name: str, stamp: float):
+    return [state, name, "203.0.113.10", "wan1", "-", "0", "0", "0", "0", "0", "0", "0", "0",
+            ISP1, "up" if state == "down" else "down", str(int(stamp))]
+
+
+def recorded(lab, uplink: str) -> str:
+    return lab.run("r1", ["cat", f"{STATE}/{uplink}"], check=False).stdout.split(" ")[0]
+
+
+def test_event_after_the_clock_stepped_back_is_still_applied(router) -> None:
+    """An event stamped earlier than the last one (the clock went back) is a new event."""
+    lab = router
+    now = time.time()
+    try:
+        lab.run("r1", [HOOK, *lsm_argv("down", "isp1", now)])
+        assert recorded(lab, "isp1") == "down"
+        lab.run("r1", [HOOK, *lsm_argv("up", "isp1", now - 3600)])
+        assert recorded(lab, "isp1") == "up"
+        chain = lab.run("r1", ["nft", "list", "chain", "inet", TABLE, "choose"]).stdout
+        assert "mark_isp1" in chain, chain
+    finally:
+        lab.run("r1", [HOOK, *lsm_argv("up", "isp1", time.time() + 1)])
+
+
+def test_apply_ignores_and_clears_records_when_failover_is_off(router) -> None:
+    lab = router
+    saved = lab.run("r1", ["cat", MODEL]).stdout
+    off = json.loads(saved)
+    off["failover"]["enabled"] = False
+    try:
+        lab.run("r1", [HOOK, *lsm_argv("down", "isp2", time.time())])
+        assert recorded(lab, "isp2") == "down"
+        lab.run("r1", ["sh", "-c", f"cat > {MODEL}"], stdin=json.dumps(off))
+        lab.run("r1", ["multihome", "apply"])
+        chain = lab.run("r1", ["nft", "list", "chain", "inet", TABLE, "choose"]).stdout
+        assert "mark_isp1" in chain and "mark_isp2" in chain, chain
+        assert lab.run("r1", ["ls", "-A", STATE]).stdout.split() == []
+    finally:
+        lab.run("r1", ["sh", "-c", f"cat > {MODEL}"], stdin=saved)
+        lab.run("r1", ["multihome", "apply"])
+
+
+# ------------------------------------------------------------------ security
+PLANT = """mkdir -p /tmp/planted/engine/hook /tmp/planted/router
+for d in engine engine/hook router; do
+  printf 'open("/tmp/planted-ran", "w").write("yes")\\n' > /tmp/planted/$d/__init__.py
+done
+cp /tmp/planted/engine/__init__.py /tmp/planted/engine/hook/protocol.py
+rm -f /tmp/planted-ran"""
+
+
+@pytest.mark.parametrize("variable", ["MULTIHOME_LIB", "MULTIHOME_ROOT"])
+def test_hook_and_cli_import_and_use_only_the_installed_layout(router, variable) -> None:
+    lab = router
+    lab.run("r1", ["sh", "-c", PLANT])
+    try:
+        env = ["env", f"{variable}=/tmp/planted"]
+        lab.run("r1", [*env, HOOK, *lsm_argv("up", "isp1", time.time())])
+        lab.run("r1", [*env, "multihome", "status"])
+        assert lab.run("r1", ["test", "-e", "/tmp/planted-ran"], check=False).returncode == 1
+        assert lab.run("r1", ["find", "/tmp/planted", "-name", "*.log"]).stdout == ""
+        assert recorded(lab, "isp1") == "up"
+    finally:
+        lab.run("r1", ["rm", "-rf", "/tmp/planted", "/tmp/planted-ran"])
