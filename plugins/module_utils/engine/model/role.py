@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ValidationError
 from . import naming
+from .overlaps import check_addressing
 from . import vocabulary as vocab
 from .policy import parse_policy
 from .profiles import monitor_settings
@@ -262,6 +263,7 @@ def build_model(role_vars: Dict[str, Any]) -> Dict[str, Any]:
                 f"{LANS}[{i}].interface", lan["interface"],
                 f"an interface that is not {UPLINKS}[{up_ifs[lan['interface']]}].interface",
             )
+    check_addressing(uplinks, lans, UPLINKS, LANS)
     mask = vocab.mark_mask("multihome_mark_mask", role_vars.get("multihome_mark_mask"))
     marks = naming.assign_marks(uplinks, mask, UPLINKS)
     tables = naming.assign_tables(uplinks, UPLINKS)
