@@ -32,6 +32,8 @@ PRIO_FROM = 2000
 PRIO_OIF = 3000
 PRIO_FWMARK = 4000
 MAX_SLOT = 999
+# Highest metric: the terminating route is used only when no gateway route of the table is.
+TERMINATING_METRIC = 2**32 - 1
 
 
 def _get(role_vars: Dict[str, Any], key: str, default: Any) -> Any:
@@ -169,6 +171,13 @@ def _routing(up: Dict[str, Any], table_id: int, mark: int, mask: int) -> Dict[st
         rules.append({"priority": PRIO_FROM + slot, "from": f"{iface.ip}/{iface.max_prefixlen}"})
         rules.append({"priority": PRIO_OIF + slot, "oif": up["interface"], "family": fam})
         rules.append({"priority": PRIO_FWMARK + slot, "fwmark": mark, "fwmask": mask, "family": fam})
+    # The table ends in a terminating route in both families: a flow carrying this uplink's
+    # mark whose route is missing fails at once instead of falling through to main and
+    # leaving by another ISP with this uplink's NAT binding.
+    for fam in ("ipv4", "ipv6"):
+        routes.append({"dest": "default", "type": "unreachable", "family": fam, "metric": TERMINATING_METRIC})
+        if not any(r.get("family") == fam and "fwmark" in r for r in rules):
+            rules.append({"priority": PRIO_FWMARK + slot, "fwmark": mark, "fwmask": mask, "family": fam})
     return {
         "name": naming.table_name(up["name"]),
         "id": table_id,
