@@ -216,7 +216,11 @@ def _balance(role_vars: Dict[str, Any], uplinks, lans, marks, mask) -> Dict[str,
 
 def _sysctl(uplinks: List[Dict[str, Any]], lans: List[Dict[str, Any]], ipv6: bool) -> Dict[str, str]:
     """Slash-form keys (interface names may contain dots)."""
-    out = {"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/src_valid_mark": "1"}
+    out = {"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/src_valid_mark": "1",
+           # The kernel applies max(conf.all, conf.<if>): with Ubuntu's all=2 (or 1) the LANs'
+           # strict 1 would silently turn loose (or the uplinks strict). 0 lets each interface's
+           # own value decide; distributions set those (default.rp_filter) for the others.
+           "net/ipv4/conf/all/rp_filter": "0"}
     if ipv6:
         out["net/ipv6/conf/all/forwarding"] = "1"
     for up in uplinks:

@@ -105,6 +105,22 @@ def check_against_kernel(spec: TableSpec, kernel: KernelState) -> None:
                     f"'{other.text()}' already holds it")
 
 
+def check_ownership(spec: TableSpec, kernel: KernelState, files: FileState, table_id: int | None) -> None:
+    """A table is ours once our rt_tables.d file maps it; before that, an explicit id that
+    already holds routes or rules belongs to someone else and is never taken over."""
+    if table_id is None or (table_id, spec.name) in files.mappings:
+        return
+    found = [f"route '{r.text()}'" for fam in FAMILIES for r in kernel.routes.get(fam, [])]
+    found += [f"rule '{r.text()}'" for fam in FAMILIES for r in kernel.rules.get(fam, [])
+              if r.table == table_id]
+    if found:
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        raise ValidationError(
+            "id", table_id,
+            f"a table id nothing else uses: table {table_id} already holds "
+            f"{', '.join(found[:3])}{more}, not created by netops.multihome (no {files.path})")
+
+
 def read_file_state(name: str, etc_dir: str) -> FileState:
     path = rt_tables.own_path(name, etc_dir)
     mappings: list[tuple[int, str]] = []
@@ -253,6 +269,7 @@ def apply_table(params: dict[str, Any], runner: Runner, check: bool = False,
     kernel = read_kernel(runner, table_id, spec.families if spec.state == "present" else ())
     check_against_kernel(spec, kernel)
     files = read_file_state(spec.name, etc_dir)
+    check_ownership(spec, kernel, files, table_id)
     plan = plan_table(spec, kernel, files, table_id)
     changed = plan_changed(plan)
     result = {"changed": changed, "before": plan.before, "after": plan.after,
