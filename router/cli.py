@@ -50,7 +50,8 @@ def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PA
     if "main-default" in parts and model.get("local_default"):
         results["main-default"] = ensure_main_default(model["local_default"], runner, check)
     if "balance" in parts:
-        results["balance"] = apply_recorded(model["balance"], runner, check, paths)
+        results["balance"] = apply_recorded(model["balance"], runner, check, paths,
+                                            use_records=model["failover"].get("enabled", True))
     changed = any(
         (any(r["changed"] for r in v) if isinstance(v, list) else v["changed"]) for v in results.values()
     )

@@ -36,6 +36,7 @@ _raw:
   elements: str
 """
 
+import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import io  # noqa: E402
 import os  # noqa: E402
@@ -88,10 +89,8 @@ def _private_dir() -> str:
     """This user's cache folder in the temp dir, used only when it is a real folder owned
     by this user that nobody else can write or read; otherwise a fresh private folder."""
     path = os.path.join(tempfile.gettempdir(), f"netops-multihome-{os.getuid()}")
-    try:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
     st = os.lstat(path)
     if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
         return path

@@ -63,7 +63,7 @@ class Recorder:
 def event(router, rec, uplink, source, state, at):
     paths, model = router
     return failover.handle_event(model, uplink, source, state, at, paths, None,
-                                 apply_fn=rec.apply, delete_fn=rec.delete)
+                                 apply_fn=rec.apply, delete_fn=rec.delete, seq=at)
 
 
 def test_down_applies_live_set_and_deletes_only_that_mark(router) -> None:
@@ -94,6 +94,27 @@ def test_all_down_keeps_flows_and_stale_events_are_ignored(router) -> None:
     assert len(rec.deleted) == 1                      # the last uplink's flows are kept
     res = event(router, rec, "isp2", "probe", "up", 4.0)
     assert res.ignored and failover.uplink_state(router[0], "isp2")[0] == "down"
+
+
+def test_event_stamped_before_the_last_one_after_the_clock_stepped_back_is_applied(router) -> None:
+    paths, model = router
+    rec = Recorder()
+    failover.handle_event(model, "isp1", "probe", "down", 5000.0, paths, None,
+                          apply_fn=rec.apply, delete_fn=rec.delete, seq=10.0)
+    res = failover.handle_event(model, "isp1", "probe", "up", 1000.0, paths, None,
+                                apply_fn=rec.apply, delete_fn=rec.delete, seq=11.0)
+    assert not res.ignored and failover.uplink_state(paths, "isp1")[0] == "up"
+
+
+def test_a_record_of_an_earlier_boot_never_hides_a_new_event(router) -> None:
+    paths, model = router
+    rec = Recorder()
+    os.makedirs(paths.state_dir)
+    with open(os.path.join(paths.state_dir, "isp1.probe"), "w") as fh:
+        fh.write("down 5000.000 seq=999999.0 boot=another-boot\n")
+    res = failover.handle_event(model, "isp1", "probe", "up", 10.0, paths, None,
+                                apply_fn=rec.apply, delete_fn=rec.delete, seq=1.0)
+    assert not res.ignored and failover.uplink_state(paths, "isp1")[0] == "up"
 
 
 def test_unknown_uplink_refused_before_anything(router) -> None:

@@ -44,7 +44,8 @@ def test_same_prefix_on_two_lans_is_refused() -> None:
 
 
 def test_nptv6_outside_prefix_that_is_a_lan_prefix_is_refused() -> None:
-    lan = {"name": "lan1", "interface": "lan1", "prefixes": ["192.168.1.0/24", "fd00:1::/64", "2001:db8:7::/64"]}
+    prefixes = ["192.168.1.0/24", "fd00:1::/64", "2001:db8:7::/64"]
+    lan = {"name": "lan1", "interface": "lan1", "prefixes": prefixes}
     text = refusal(variant(multihome_lans=[lan], multihome_uplinks__0__nptv6=[
         {"inside": "fd00:1::/64", "outside": "2001:db8:7::/64"}]))
     assert "multihome_lans[0].prefixes[2]" in text and "multihome_uplinks[0].nptv6[0].outside" in text

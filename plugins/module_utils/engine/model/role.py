@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ValidationError
 from . import naming
-from .overlaps import check_addressing
 from . import vocabulary as vocab
+from .overlaps import check_addressing
 from .policy import parse_policy
 from .profiles import monitor_settings
 from .table_spec import parse_params as parse_table_params

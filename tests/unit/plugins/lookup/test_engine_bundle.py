@@ -6,7 +6,6 @@ import os
 import tempfile
 
 import pytest
-
 from ansible_collections.netops.multihome.plugins.lookup import engine_bundle
 
 
