@@ -41,7 +41,10 @@ def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PA
     from engine.routing.main_default import ensure_main_default
     from engine.routing.sysctl import apply_sysctl
     from engine.routing.table import apply_table
+    from engine.ruleset.mark_users import check_policy_marks
 
+    # Before any part changes: no other user of the router's marks may share our bits.
+    check_policy_marks(model["balance"], runner)
     results: Dict[str, Any] = {}
     if "sysctl" in parts:
         results["sysctl"] = apply_sysctl(model.get("sysctl") or {}, check)

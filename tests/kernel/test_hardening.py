@@ -238,3 +238,40 @@ def test_hook_and_cli_import_and_use_only_the_installed_layout(router, variable)
         assert recorded(lab, "isp1") == "up"
     finally:
         lab.run("r1", ["rm", "-rf", "/tmp/planted", "/tmp/planted-ran"])
+
+
+# ------------------------------------------------------------------ atomicity
+ROLLBACK = """
+from engine.routing.table import apply_table
+from engine.runner import Runner
+from engine.errors import EngineError
+
+class AdminMeanwhile(Runner):
+    '''Another administrator deletes rule 4400 just before our batch runs: the batch's
+    last line (rule del 4400) fails after the lines before it were applied.'''
+    def run(self, argv, stdin=None, check=True):
+        if argv[-2:] == ["-batch", "-"]:
+            super().run(["ip", "rule", "del", "priority", "4400"])
+        return super().run(argv, stdin, check)
+
+base = {"name": "rbtest", "id": 4300, "routes": [{"dest": "10.88.0.0/24", "dev": "lan1"}]}
+apply_table({**base, "rules": [{"priority": 4400, "from": "10.88.0.0/24"}]}, Runner())
+try:
+    apply_table({**base, "routes": base["routes"] + [{"dest": "10.89.0.0/24", "dev": "lan1"}],
+                 "rules": [{"priority": 4401, "from": "10.88.0.0/24"}]}, AdminMeanwhile())
+except EngineError as exc:
+    print(exc)
+"""
+
+
+def test_failed_ip_batch_is_rolled_back_and_reported(router) -> None:
+    lab = router
+    try:
+        res = engine(lab, ROLLBACK, check=True)
+        assert "partially applied, rolled back" in res.stdout, res.stdout + res.stderr
+        assert lab.run("r1", ["ip", "route", "show", "table", "4300"]).stdout.split() == \
+            ["10.88.0.0/24", "dev", "lan1", "scope", "link"]
+        assert "4401" not in lab.run("r1", ["ip", "rule"]).stdout
+    finally:
+        engine(lab, "from engine.routing.table import apply_table\nfrom engine.runner import Runner\n"
+                    "apply_table({'name': 'rbtest', 'id': 4300, 'state': 'absent'}, Runner())")
