@@ -6,7 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from engine.errors import ValidationError
+from engine.errors import EngineError, ValidationError
 from engine.failover import state as failover
 from engine.hook.lsm_args import parse_lsm_args
 
@@ -143,3 +143,28 @@ def test_hook_main_refuses_and_logs_hostile_input(router, capsys) -> None:
         log = fh.read()
     assert "refused event" in log and "isp1`id`" in log
     assert not os.path.exists(paths.state_dir)
+
+
+def test_failed_apply_is_retried_logged_and_redone_by_the_next_event(router) -> None:
+    """The record is written first; the kernel is brought to it with retries, and when it
+    still fails, the next event redoes the ruleset and the conntrack delete."""
+    paths, model = router
+    rec = Recorder()
+    broken = {"left": 5}
+
+    def flaky(params, runner, states):
+        if broken["left"]:
+            broken["left"] -= 1
+            raise EngineError("nft: transaction refused")
+        return rec.apply(params, runner, states)
+
+    with pytest.raises(EngineError):
+        failover.handle_event(model, "isp1", "probe", "down", 1.0, paths, None,
+                              apply_fn=flaky, delete_fn=rec.delete, seq=1.0)
+    with open(paths.events) as fh:
+        assert fh.read().count("uplink=isp1 apply failed (attempt") == 3
+    assert rec.deleted == []
+    res = failover.handle_event(model, "isp1", "probe", "down", 2.0, paths, None,
+                                apply_fn=flaky, delete_fn=rec.delete, seq=2.0)
+    assert res.previous == "up" and res.effective["isp1"] == "down"
+    assert len(rec.deleted) == 1 and failover.uplink_state(paths, "isp1")[0] == "down"

@@ -16,13 +16,14 @@ are deleted so its clients reconnect through a live uplink at once.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import EngineError, ValidationError
 from ..paths import Paths
@@ -252,22 +253,46 @@ def handle_event(
         now_state = effective_state(sources)
         effective = all_states(paths, names)
         effective[uplink] = now_state
-        result = EventResult(uplink, source, state, effective, previous)
         last = _read_state(os.path.join(paths.state_dir, uplink))
+        # The effective record is written only once the kernel matches it: after a failed
+        # apply it still holds the state the kernel was last brought to, so the next event
+        # (or this one's retries) redoes the ruleset and the conntrack delete.
+        previous = last[0] if last is not None else "up"
+        result = EventResult(uplink, source, state, effective, previous)
         # An event that leaves the uplink's state as recorded needs no ruleset work
         # (``multihome apply`` repairs drift); anything else re-applies the balancing.
-        if last is None or last[0] != now_state or previous != now_state:
-            applied = apply_fn(model["balance"], runner, effective)
+        if last is None or last[0] != now_state:
+            applied = _retried(paths, f"uplink={uplink} apply",
+                               lambda: apply_fn(model["balance"], runner, effective))
             result.changed_rules = bool(applied.get("changed"))
             result.commands = list(applied.get("commands") or [])
         others_live = any(s == "up" for n, s in effective.items() if n != uplink)
         if now_state == "down" and previous == "up" and others_live:
             info = model["failover"]["uplinks"][uplink]
-            result.deleted_flows = delete_fn(int(info["mark"]), int(info["mask"]), runner)
+            result.deleted_flows = _retried(paths, f"uplink={uplink} conntrack delete", lambda: delete_fn(
+                int(info["mark"]), int(info["mask"]), runner))
         since = at if last is None or last[0] != now_state else last[1]
         _record_effective(paths, uplink, now_state, since, sources)
     result.seconds = time.monotonic() - started
     return result
+
+
+ATTEMPTS = 3
+RETRY_S = 0.2
+
+
+def _retried(paths: Paths, what: str, fn: Callable[[], Any]) -> Any:
+    """FN, tried up to ATTEMPTS times; each failure logged; the last one raised."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return fn()
+        except EngineError as exc:
+            with contextlib.suppress(OSError):
+                log_event(paths, f"{what} failed (attempt {attempt}/{ATTEMPTS}): {exc}", "multihome")
+            if attempt == ATTEMPTS:
+                raise
+            time.sleep(RETRY_S * attempt)
+    raise AssertionError("unreachable")
 
 
 def clear_records(paths: Paths, keep: List[str]) -> List[str]:
