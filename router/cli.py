@@ -1,8 +1,11 @@
 """Body of the ``multihome`` command on the router.
 
   multihome status [--json]            uplinks: state, since, weight, tier, flows, last event
-  multihome apply [--check] [--json] [--only PART ...]
-                                       make the kernel match the saved model
+  multihome apply [--check] [--json] [--only PART ...] [--confirm SECONDS]
+                                       make the kernel match the saved model; with --confirm,
+                                       revert to the last confirmed model unless confirmed
+  multihome confirm                    keep the change applied with --confirm (or armed)
+  multihome arm --seconds SECONDS      arm the revert timer before a change (the role does)
   multihome boot                       apply, then start the monitor (hosts without systemd)
   multihome monitor --foreground|--start|--stop|--restart
 """
@@ -20,6 +23,7 @@ from engine.failover.state import all_states, apply_recorded, load_model, log_ev
 from engine.paths import Paths
 from engine.runner import Runner
 
+from . import confirm as cc
 from . import monitor as mon
 
 
@@ -87,7 +91,11 @@ def _status(args, paths: Paths, runner: Runner) -> int:
 def _apply(args, paths: Paths, runner: Runner) -> int:
     model = load_model(paths)
     started = time.monotonic()
+    if args.confirm and not args.check:
+        cc.arm(paths, args.confirm, cc.cli_argv())  # before any change: a crash mid-apply reverts too
     result = apply_model(model, paths, runner, args.check, tuple(args.only or PARTS))
+    if not args.check and not cc.pending(paths):
+        cc.save_confirmed(paths)
     result["seconds"] = round(time.monotonic() - started, 3)
     if result["changed"] and not args.check:
         log_event(paths, f"apply parts={','.join(args.only or PARTS)} changed "
@@ -99,7 +107,39 @@ def _apply(args, paths: Paths, runner: Runner) -> int:
         _out(f"{verb if result['changed'] else 'unchanged'} ({result['seconds']}s)")
         for cmd in result["commands"]:
             _out("  " + cmd.splitlines()[0])
+        if args.confirm and not args.check:
+            _out(f"reverts in {args.confirm:g}s unless confirmed: multihome confirm")
     return 0
+
+
+def _confirm(args, paths: Paths, runner: Runner) -> int:
+    _out("confirmed" if cc.confirm(paths) else "nothing was pending; the model in force is confirmed")
+    return 0
+
+
+def _arm(args, paths: Paths, runner: Runner) -> int:
+    if not os.path.isfile(cc.confirmed_path(paths)):
+        _out("not armed: no confirmed model yet (first deployment), nothing to go back to")
+        return 0
+    cc.arm(paths, args.seconds, cc.cli_argv())
+    _out(f"armed: reverts in {args.seconds:g}s unless confirmed")
+    return 0
+
+
+def _revert(args, paths: Paths, runner: Runner) -> int:
+    try:
+        cc.revert_after(paths, runner, args.after, args.token, apply_model)
+    except (EngineError, OSError) as exc:  # detached: the event log is the only reader
+        log_event(paths, f"confirm: revert failed: {exc}", "multihome")
+        return 1
+    return 0
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text}: seconds between 0 and 86400")
+    return value
 
 
 def _monitor_argv() -> List[str]:
@@ -151,6 +191,14 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--check", action="store_true", help="report what would change, change nothing")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--only", action="append", choices=PARTS)
+    ap.add_argument("--confirm", type=_seconds, metavar="SECONDS",
+                    help="revert to the last confirmed model unless 'multihome confirm' runs in time")
+    sub.add_parser("confirm", help="keep the change applied with --confirm")
+    ar = sub.add_parser("arm", help="arm the revert timer before a change (used by the role)")
+    ar.add_argument("--seconds", type=_seconds, required=True)
+    rv = sub.add_parser("revert", help=argparse.SUPPRESS)
+    rv.add_argument("--after", type=float, required=True)
+    rv.add_argument("--token", required=True)
     bt = sub.add_parser("boot", help="apply the saved model and start the monitor (no systemd)")
     bt.add_argument("--no-monitor", action="store_true")
     mo = sub.add_parser("monitor", help="LSM plus the link watcher")
@@ -164,7 +212,8 @@ def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner
     args = parser().parse_args(argv)
     paths = paths or Paths.default()
     runner = runner or Runner()
-    handlers = {"status": _status, "apply": _apply, "monitor": _monitor, "boot": _boot}
+    handlers = {"status": _status, "apply": _apply, "monitor": _monitor, "boot": _boot,
+                "confirm": _confirm, "arm": _arm, "revert": _revert}
     try:
         return handlers[args.command](args, paths, runner)
     except EngineError as exc:

@@ -9,11 +9,14 @@ here (the hook still runs the engine itself when no monitor answers).
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from typing import Dict
 
+import mhlab
 import pytest
+from harness import wait_for
 
 LIB = "/usr/local/lib/netops-multihome"
 HOOK = f"{LIB}/multihome-hook"
@@ -275,3 +278,49 @@ def test_failed_ip_batch_is_rolled_back_and_reported(router) -> None:
     finally:
         engine(lab, "from engine.routing.table import apply_table\nfrom engine.runner import Runner\n"
                     "apply_table({'name': 'rbtest', 'id': 4300, 'state': 'absent'}, Runner())")
+
+
+# ------------------------------------------------------------------ commit-confirm
+def mgmt_ssh_open(lab) -> bool:
+    return mhlab.tcp_open(lab.state["routers"]["r1"]["mgmt"], 22, 0.5)
+
+
+def with_rule_to_the_admin(lab, priority: int, host: str) -> str:
+    """The saved model plus a rule sending traffic to HOST through isp1's table."""
+    changed = model(lab)
+    changed["routing"][0]["rules"].append({"priority": priority, "to": f"{host}/32"})
+    return json.dumps(changed)
+
+
+def test_change_that_cuts_ssh_is_reverted_unless_confirmed(router) -> None:
+    lab = router
+    saved = lab.run("r1", ["cat", MODEL]).stdout
+    admin = str(ipaddress.ip_address(lab.state["routers"]["r1"]["mgmt"]) - 1)
+    lab.run("r1", ["multihome", "apply"])  # the model in force is the confirmed one
+    lab.run("r1", ["sh", "-c", f"cat > {MODEL}"], stdin=with_rule_to_the_admin(lab, 900, admin))
+    try:
+        lab.run("r1", ["multihome", "apply", "--confirm", "6"])
+        assert not mgmt_ssh_open(lab), "the change should cut the management path"
+        back = wait_for(lambda: mgmt_ssh_open(lab), 6 + 10, step=0.2)
+        assert back is not None, lab.run("r1", ["tail", "-5", "/var/log/netops-multihome/events.log"]).stdout
+        assert lab.ssh("r1", "cat " + MODEL).stdout == saved
+        assert "900:" not in lab.run("r1", ["ip", "rule"]).stdout
+    finally:
+        lab.run("r1", ["sh", "-c", f"cat > {MODEL}"], stdin=saved)
+        lab.run("r1", ["multihome", "apply"])
+
+
+def test_confirmed_change_stays(router) -> None:
+    lab = router
+    saved = lab.run("r1", ["cat", MODEL]).stdout
+    lab.run("r1", ["sh", "-c", f"cat > {MODEL}"], stdin=with_rule_to_the_admin(lab, 901, "10.99.99.99"))
+    try:
+        lab.run("r1", ["multihome", "apply", "--confirm", "3"])
+        lab.ssh("r1", "multihome confirm")
+        time.sleep(4.5)
+        assert "901:" in lab.run("r1", ["ip", "rule"]).stdout
+        assert "10.99.99.99" in lab.run("r1", ["cat", MODEL]).stdout
+    finally:
+        lab.run("r1", ["sh", "-c", f"cat > {MODEL}"], stdin=saved)
+        lab.run("r1", ["multihome", "apply"])
+    assert "901:" not in lab.run("r1", ["ip", "rule"]).stdout

@@ -1,0 +1,121 @@
+"""Commit-confirm: a change that is not confirmed in time undoes itself.
+
+``multihome apply --confirm SECONDS`` (and the role's ``multihome arm``) first arms a
+detached timer, then applies. Unless ``multihome confirm`` runs within SECONDS (the role
+runs it over a fresh SSH connection, proving it can still reach the router), the timer
+re-applies the last confirmed model (``model.confirmed.json``: routing tables, policy
+rules, the balancing ruleset, kernel settings), removes the tables only the new model
+had, and puts that model back as ``model.json``. A change that cuts the management path
+thus undoes itself. Any apply made without a pending confirmation is confirmed at once.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from typing import Callable, List
+
+from engine.errors import EngineError
+from engine.failover.state import load_model, log_event, write_atomic
+from engine.paths import Paths
+from engine.runner import Runner
+
+ApplyModel = Callable[[dict, Paths, Runner, bool], dict]
+
+
+def confirmed_path(paths: Paths) -> str:
+    return paths.model[: -len(".json")] + ".confirmed.json"
+
+
+def pending_path(paths: Paths) -> str:
+    return os.path.join(paths.run_dir, "confirm.pending")
+
+
+class ConfirmLock:
+    """Serialises confirm and revert, so a confirmation never races a revert half-done."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.path = os.path.join(paths.run_dir, "confirm.lock")
+        self.fd = -1
+
+    def __enter__(self) -> ConfirmLock:
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def pending(paths: Paths) -> str:
+    try:
+        with open(pending_path(paths), encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def save_confirmed(paths: Paths) -> None:
+    with open(paths.model, encoding="utf-8") as fh:
+        write_atomic(confirmed_path(paths), fh.read(), 0o600)
+
+
+def arm(paths: Paths, seconds: float, cli: List[str]) -> str:
+    """Start the revert timer; its token. Raises when there is nothing to go back to."""
+    if not os.path.isfile(confirmed_path(paths)):
+        raise EngineError(f"no confirmed model to go back to ({confirmed_path(paths)}): "
+                          "apply once without a confirm timeout")
+    token = f"{time.time():.6f}.{os.getpid()}"
+    with ConfirmLock(paths):
+        write_atomic(pending_path(paths), token + "\n", 0o600)
+    subprocess.Popen([*cli, "revert", "--after", str(seconds), "--token", token],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, close_fds=True)
+    return token
+
+
+def confirm(paths: Paths) -> bool:
+    """Keep the change: disarm the timer and make the model in force the confirmed one.
+    Whether a confirmation was pending."""
+    with ConfirmLock(paths):
+        was = bool(pending(paths))
+        if was:
+            os.unlink(pending_path(paths))
+        save_confirmed(paths)
+    if was:
+        log_event(paths, "confirm: change confirmed", "multihome")
+    return was
+
+
+def revert_after(paths: Paths, runner: Runner, seconds: float, token: str, apply_model: ApplyModel) -> bool:
+    """Sleep, then revert unless this timer's change was confirmed; whether it reverted."""
+    from engine.routing.table import apply_table
+
+    time.sleep(seconds)
+    with ConfirmLock(paths):
+        if pending(paths) != token:
+            return False
+        current = load_model(paths)
+        with open(confirmed_path(paths), encoding="utf-8") as fh:
+            text = fh.read()
+        write_atomic(paths.model, text, 0o600)
+        previous = load_model(paths)
+        apply_model(previous, paths, runner, False)
+        kept = {p["name"] for p in previous.get("routing") or []}
+        for params in current.get("routing") or []:
+            if params["name"] not in kept:
+                apply_table({**params, "state": "absent"}, runner)
+        os.unlink(pending_path(paths))
+    log_event(paths, f"confirm: not confirmed within {seconds:g}s: reverted to the last confirmed model",
+              "multihome")
+    return True
+
+
+def cli_argv() -> List[str]:
+    """How the timer runs this CLI again (the installed wrapper)."""
+    return [sys.executable, os.path.realpath(sys.argv[0])]
+
