@@ -324,3 +324,14 @@ def test_confirmed_change_stays(router) -> None:
         lab.run("r1", ["sh", "-c", f"cat > {MODEL}"], stdin=saved)
         lab.run("r1", ["multihome", "apply"])
     assert "901:" not in lab.run("r1", ["ip", "rule"]).stdout
+
+
+def test_site_with_confirm_timeout_arms_then_confirms_over_a_new_connection(router) -> None:
+    lab = router
+    before = len(lab.run("r1", ["cat", "/var/log/netops-multihome/events.log"]).stdout.splitlines())
+    play = lab.playbook("-e", json.dumps({"multihome_confirm_timeout": 30}))
+    assert play.returncode == 0, play.stdout[-3000:]
+    assert "Arm the revert timer" in play.stdout and "Keep the change" in play.stdout
+    events = lab.run("r1", ["cat", "/var/log/netops-multihome/events.log"]).stdout.splitlines()[before:]
+    assert any("confirm: change confirmed" in x for x in events), events
+    assert lab.run("r1", ["test", "-e", "/run/netops-multihome/confirm.pending"], check=False).returncode == 1
