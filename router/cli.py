@@ -89,6 +89,8 @@ def _status(args, paths: Paths, runner: Runner) -> int:
 
 
 def _apply(args, paths: Paths, runner: Runner) -> int:
+    if not args.check:
+        cc.revert_if_stale(paths, runner, apply_model)  # at boot, after a reboot mid-confirm
     model = load_model(paths)
     started = time.monotonic()
     if args.confirm and not args.check:
@@ -168,6 +170,7 @@ def _monitor(args, paths: Paths, runner: Runner) -> int:
 
 
 def _boot(args, paths: Paths, runner: Runner) -> int:
+    cc.revert_if_stale(paths, runner, apply_model)
     model = load_model(paths)
     started = time.monotonic()
     result = apply_model(model, paths, runner, False)

@@ -6,7 +6,9 @@ runs it over a fresh SSH connection, proving it can still reach the router), the
 re-applies the last confirmed model (``model.confirmed.json``: routing tables, policy
 rules, the balancing ruleset, kernel settings), removes the tables only the new model
 had, and puts that model back as ``model.json``. A change that cuts the management path
-thus undoes itself. Any apply made without a pending confirmation is confirmed at once.
+thus undoes itself, also across a reboot (the first apply or boot of the next boot
+reverts a change still pending, whose timer died with the old boot). Any apply made
+without a pending confirmation is confirmed at once.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import time
 from typing import Callable, List
 
 from engine.errors import EngineError
-from engine.failover.state import load_model, log_event, write_atomic
+from engine.failover.state import boot_id, load_model, log_event, write_atomic
 from engine.paths import Paths
 from engine.runner import Runner
 
@@ -30,7 +32,8 @@ def confirmed_path(paths: Paths) -> str:
 
 
 def pending_path(paths: Paths) -> str:
-    return os.path.join(paths.run_dir, "confirm.pending")
+    """Kept across a reboot (not in /run): ``multihome boot`` reverts a change still pending."""
+    return os.path.join(os.path.dirname(paths.state_dir), "confirm.pending")
 
 
 class ConfirmLock:
@@ -69,7 +72,7 @@ def arm(paths: Paths, seconds: float, cli: List[str]) -> str:
     if not os.path.isfile(confirmed_path(paths)):
         raise EngineError(f"no confirmed model to go back to ({confirmed_path(paths)}): "
                           "apply once without a confirm timeout")
-    token = f"{time.time():.6f}.{os.getpid()}"
+    token = f"{boot_id()}.{time.time():.6f}.{os.getpid()}"
     with ConfirmLock(paths):
         write_atomic(pending_path(paths), token + "\n", 0o600)
     subprocess.Popen([*cli, "revert", "--after", str(seconds), "--token", token],
@@ -89,6 +92,14 @@ def confirm(paths: Paths) -> bool:
     if was:
         log_event(paths, "confirm: change confirmed", "multihome")
     return was
+
+
+def revert_if_stale(paths: Paths, runner: Runner, apply_model: ApplyModel) -> bool:
+    """Revert now a change left pending by an earlier boot (its timer is gone)."""
+    token = pending(paths)
+    if token and not token.startswith(boot_id() + "."):
+        return revert_after(paths, runner, 0, token, apply_model)
+    return False
 
 
 def revert_after(paths: Paths, runner: Runner, seconds: float, token: str, apply_model: ApplyModel) -> bool:

@@ -334,4 +334,5 @@ def test_site_with_confirm_timeout_arms_then_confirms_over_a_new_connection(rout
     assert "Arm the revert timer" in play.stdout and "Keep the change" in play.stdout
     events = lab.run("r1", ["cat", "/var/log/netops-multihome/events.log"]).stdout.splitlines()[before:]
     assert any("confirm: change confirmed" in x for x in events), events
-    assert lab.run("r1", ["test", "-e", "/run/netops-multihome/confirm.pending"], check=False).returncode == 1
+    pending = "/var/lib/netops-multihome/confirm.pending"
+    assert lab.run("r1", ["test", "-e", pending], check=False).returncode == 1
