@@ -12,7 +12,6 @@ without a pending confirmation is confirmed at once.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 from typing import Callable, List
 
 from engine.errors import EngineError
-from engine.failover.state import boot_id, load_model, log_event, write_atomic
+from engine.failover.state import StateLock, boot_id, load_model, log_event, write_atomic
 from engine.paths import Paths
 from engine.runner import Runner
 
@@ -36,22 +35,9 @@ def pending_path(paths: Paths) -> str:
     return os.path.join(os.path.dirname(paths.state_dir), "confirm.pending")
 
 
-class ConfirmLock:
+def _lock(paths: Paths) -> StateLock:
     """Serialises confirm and revert, so a confirmation never races a revert half-done."""
-
-    def __init__(self, paths: Paths) -> None:
-        self.path = os.path.join(paths.run_dir, "confirm.lock")
-        self.fd = -1
-
-    def __enter__(self) -> ConfirmLock:
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+    return StateLock(paths, os.path.join(os.path.dirname(paths.state_dir), "confirm.lock"))
 
 
 def pending(paths: Paths) -> str:
@@ -73,7 +59,7 @@ def arm(paths: Paths, seconds: float, cli: List[str]) -> str:
         raise EngineError(f"no confirmed model to go back to ({confirmed_path(paths)}): "
                           "apply once without a confirm timeout")
     token = f"{boot_id()}.{time.time():.6f}.{os.getpid()}"
-    with ConfirmLock(paths):
+    with _lock(paths):
         write_atomic(pending_path(paths), token + "\n", 0o600)
     subprocess.Popen([*cli, "revert", "--after", str(seconds), "--token", token],
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -84,7 +70,7 @@ def arm(paths: Paths, seconds: float, cli: List[str]) -> str:
 def confirm(paths: Paths) -> bool:
     """Keep the change: disarm the timer and make the model in force the confirmed one.
     Whether a confirmation was pending."""
-    with ConfirmLock(paths):
+    with _lock(paths):
         was = bool(pending(paths))
         if was:
             os.unlink(pending_path(paths))
@@ -107,7 +93,7 @@ def revert_after(paths: Paths, runner: Runner, seconds: float, token: str, apply
     from engine.routing.table import apply_table
 
     time.sleep(seconds)
-    with ConfirmLock(paths):
+    with _lock(paths):
         if pending(paths) != token:
             return False
         current = load_model(paths)

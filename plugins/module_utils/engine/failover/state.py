@@ -169,10 +169,11 @@ def all_states(paths: Paths, names: List[str]) -> Dict[str, str]:
 
 
 class StateLock:
-    """Exclusive lock serialising every writer of the state directory."""
+    """Exclusive lock serialising every writer of the state directory (or, given a
+    ``path``, whatever else that lock file guards)."""
 
-    def __init__(self, paths: Paths) -> None:
-        self.path = paths.lock
+    def __init__(self, paths: Paths, path: str = "") -> None:
+        self.path = path or paths.lock
         self.fd = -1
 
     def __enter__(self) -> StateLock:
