@@ -329,7 +329,7 @@ def test_confirmed_change_stays(router) -> None:
 def test_site_with_confirm_timeout_arms_then_confirms_over_a_new_connection(router) -> None:
     lab = router
     before = len(lab.run("r1", ["cat", "/var/log/netops-multihome/events.log"]).stdout.splitlines())
-    play = lab.playbook("-e", json.dumps({"multihome_confirm_timeout": 30}))
+    play = lab.playbook("-e", json.dumps({"multihome_confirm_timeout": 300}))
     assert play.returncode == 0, play.stdout[-3000:]
     assert "Arm the revert timer" in play.stdout and "Keep the change" in play.stdout
     events = lab.run("r1", ["cat", "/var/log/netops-multihome/events.log"]).stdout.splitlines()[before:]
