@@ -145,10 +145,12 @@ def boot_id() -> str:
         return ""
 
 
-def _is_older(known: SourceState, seq: float, boot: str) -> bool:
+def _is_older(known: SourceState, seq: float, at: float, boot: str) -> bool:
     """Whether an event of this boot at ``seq`` came before the recorded one. A record of
-    another boot (or without an order) is always older than a new event."""
-    return known.seq is not None and bool(boot) and known.boot == boot and seq < known.seq
+    another boot (or without an order) is always older than a new event. Hook processes
+    started within one clock tick (10 ms) have the same ``seq``: their own time decides."""
+    return (known.seq is not None and bool(boot) and known.boot == boot
+            and (seq, at) < (known.seq, known.at))
 
 
 def effective_state(sources: Dict[str, SourceState]) -> str:
@@ -246,7 +248,7 @@ def handle_event(
         sources = source_states(paths, uplink)
         previous = effective_state(sources)
         known = sources.get(source)
-        if known is not None and _is_older(known, seq, boot):
+        if known is not None and _is_older(known, seq, at, boot):
             return EventResult(uplink, source, state, all_states(paths, names), previous,
                                ignored=f"older than the {known.state} recorded at boot clock {known.seq:.3f}")
         _record(paths, uplink, source, state, at, seq, boot)
