@@ -115,4 +115,3 @@ def revert_after(paths: Paths, runner: Runner, seconds: float, token: str, apply
 def cli_argv() -> List[str]:
     """How the timer runs this CLI again (the installed wrapper)."""
     return [sys.executable, os.path.realpath(sys.argv[0])]
-

@@ -73,4 +73,3 @@ def test_failover_off_ignores_and_deletes_every_record(tmp_path) -> None:
     states = _apply_states(PARAMS, paths, use_records=False)
     assert states == {"isp1": "up", "isp2": "up", "isp3": "down"}
     assert os.listdir(paths.state_dir) == []
-
