@@ -7,7 +7,8 @@
   multihome confirm                    keep the change applied with --confirm (or armed)
   multihome arm --seconds SECONDS      arm the revert timer before a change (the role does)
   multihome boot                       apply, then start the monitor (hosts without systemd)
-  multihome monitor --foreground|--start|--stop|--restart
+  multihome monitor --foreground|--start|--stop|--restart|--status
+  multihome monitor --verify [--wait S]  one monitor with one LSM per uplink, stable (JSON)
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from engine.runner import Runner
 
 from . import confirm as cc
 from . import monitor as mon
+from .monitorcheck import verify as verify_monitor
 
 
 # Output goes through these rather than print(): ansible-test reserves print() for modules.
@@ -148,7 +150,17 @@ def _monitor_argv() -> List[str]:
     return [os.path.realpath(sys.argv[0]), "monitor", "--foreground"]
 
 
+def _verify_monitor(args, paths: Paths) -> int:
+    with open(paths.lsm_conf, encoding="utf-8") as fh:
+        expected = set(mon.split_lsm_config(fh.read()))
+    result = verify_monitor(expected, paths, args.wait)
+    _out(json.dumps(result, sort_keys=True))
+    return 0 if result["ok"] else 1
+
+
 def _monitor(args, paths: Paths, runner: Runner) -> int:
+    if args.action == "verify":
+        return _verify_monitor(args, paths)
     if args.action == "foreground":
         return mon.Monitor(paths, runner).run()
     if args.action in ("stop", "restart"):
@@ -206,8 +218,10 @@ def parser() -> argparse.ArgumentParser:
     bt.add_argument("--no-monitor", action="store_true")
     mo = sub.add_parser("monitor", help="LSM plus the link watcher")
     group = mo.add_mutually_exclusive_group(required=True)
-    for action in ("foreground", "start", "stop", "restart", "status"):
+    for action in ("foreground", "start", "stop", "restart", "status", "verify"):
         group.add_argument(f"--{action}", dest="action", action="store_const", const=action)
+    mo.add_argument("--wait", type=float, default=15.0,
+                    help="--verify: seconds to wait for the monitor and one LSM per uplink")
     return p
 
 
