@@ -115,10 +115,7 @@ def _flows(args, paths: Paths, runner: Runner) -> int:
     fo = model["failover"]["uplinks"]
     view = flows_by_uplink(runner, {n: int(fo[n]["mark"]) for n in uplink_names(model)},
                            int(model["balance"].get("mark_mask") or 0xFF00), args.top)
-    if args.json:
-        _out(json.dumps(view, indent=2, sort_keys=True))
-    else:
-        sys.stdout.write(render_flows(view))
+    sys.stdout.write(json.dumps(view, indent=2, sort_keys=True) + "\n" if args.json else render_flows(view))
     return 0
 
 
