@@ -8,7 +8,7 @@ from ..errors import EngineError
 from ..model.policy import Policy, check_interfaces, parse_policy
 from ..model.policy import policy_marks as _marks
 from ..runner import Runner
-from .backend import Backend
+from .backend import Backend, Step
 from .iptables import Iptables
 from .nft import Nftables
 from .plan import plan_ruleset
@@ -44,6 +44,31 @@ def _labelled(parts: list[tuple[str, str]]) -> str:
     return "".join(f"# {label}\n{text}" for label, text in parts if text)
 
 
+def _load(pending: list[Step]) -> None:
+    """Every transaction is test-loaded first, so a rejected one stops the run before any
+    backend, table or family has changed. One refused for real after earlier ones were
+    committed (iptables: each table and family is its own commit) puts every step back."""
+    for step in pending:
+        try:
+            step.backend.load(step.script, True)  # type: ignore[arg-type]
+        except EngineError as exc:
+            raise EngineError(f"{exc}; nothing changed") from exc
+    for done, step in enumerate(pending):
+        try:
+            step.backend.load(step.script, False)  # type: ignore[arg-type]
+        except EngineError as exc:
+            failed = []
+            for undo in reversed(pending[: done + 1]):
+                try:
+                    undo.backend.rollback(undo.before)
+                except EngineError as again:
+                    failed.append(f"{undo.backend.label}: {again}")
+            if failed:
+                undone = "; ".join(failed)
+                raise EngineError(f"{exc}; partially applied, and the rollback failed: {undone}") from exc
+            raise EngineError(f"{exc}; partially applied, rolled back to the previous rules") from exc
+
+
 def apply_policy(
     source: dict | Policy,
     runner: Runner,
@@ -76,11 +101,7 @@ def apply_policy(
     commands = [f"{s.backend.command} <<'EOF'\n{s.script}EOF" for s in pending]
     changes = [f"{s.backend.label}: {what}" for s in pending for what in s.changes]
     if pending and not check:
-        # Every transaction is test-loaded first, so a rejected one stops the run before
-        # any other backend or family has been changed.
-        for test in (True, False):
-            for step in pending:
-                step.backend.load(step.script, test)
+        _load(pending)
     after = _labelled([(s.backend.label, s.after) for s in steps])
     return {
         "changed": bool(pending),

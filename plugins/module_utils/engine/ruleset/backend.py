@@ -26,6 +26,9 @@ class Backend(Protocol):
     def load(self, script: str, test: bool) -> None:
         """Load one transaction; ``test``: only check it, nothing changes."""
 
+    def rollback(self, before: str) -> None:
+        """Put our rules back as ``before`` (a step's ``before`` text) says."""
+
 
 class Step(NamedTuple):
     backend: Backend
