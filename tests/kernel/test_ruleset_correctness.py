@@ -231,3 +231,20 @@ def test_iptables_failure_after_an_earlier_commit_rolls_the_earlier_one_back(rou
 
 def _rules(save: str) -> List[str]:
     return [ln for ln in save.splitlines() if not ln.startswith(("#", ":"))]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nptv6_refuses_new_inbound_connections_to_translated_hosts_unless_opened(
+    router: Lab, backend: str
+) -> None:
+    """NPTv6 maps every LAN host to a public address: by default only established/related
+    traffic may enter through the translation; ``nptv6_inbound: any`` opens it."""
+    apply(router, base_params(router, backend), states={"isp1": "down"})
+    translated = "2001:db8:201:ff::10"  # c1 behind isp2's translation
+    inet_side = router.plan["isps"]["isp2"]["inet6"].split("/")[0]
+    with router.serve("c1", 5001):
+        assert router.flows("inet", 2, dst=translated, timeout=0.5) == ["error:timeout"] * 2
+        # the same host's own connections out (and their replies) still work
+        assert router.flows("c1", 3, family=6, src=C1_ULA) == [translated] * 3
+        apply(router, base_params(router, backend, nptv6_inbound="any"), states={"isp1": "down"})
+        assert router.flows("inet", 2, dst=translated) == [inet_side] * 2
