@@ -22,6 +22,9 @@ BACKENDS = ("nftables", "iptables")
 MODES = ("round_robin", "random", "source_hash")
 NAT_KINDS = ("masquerade", "snat", "none")
 STATES = ("up", "down")
+# New connections from an uplink to a host behind its NPTv6 translation: refused
+# (established/related only, the default) or let through.
+NPTV6_INBOUND = ("established", "any")
 # Largest slot table (sum of reduced weights) a rule may carry.
 MAX_SLOTS = 256
 
@@ -70,6 +73,7 @@ class Policy:
     pins: tuple[Pin, ...] = ()
     bypass: tuple[Network, ...] = ()
     present: bool = True
+    nptv6_inbound: str = "established"
 
     def uplink(self, name: str) -> Uplink:
         for up in self.uplinks:
@@ -273,7 +277,8 @@ def parse_policy(params: dict, interfaces: set[str] | None = None) -> Policy:
 
     _check_ipv6_carried(uplinks, lans, pins)
 
-    policy = Policy(backend, mode, mask, uplinks, lans, pins, bypass, True)
+    inbound = vocab.choice("nptv6_inbound", params.get("nptv6_inbound") or "established", NPTV6_INBOUND)
+    policy = Policy(backend, mode, mask, uplinks, lans, pins, bypass, True, inbound)
     if interfaces is not None:
         check_interfaces(policy, interfaces)
     return policy

@@ -36,13 +36,15 @@ MAX_HASH_SLOTS = 32  # the cluster match's node limit
 Tables = dict[str, dict[str, list[str]]]
 # (table, built-in chain, our chain)
 PRE, OUT, LAN, PINS, CHOOSE = (PREFIX + n for n in ("PRE", "OUT", "LAN", "PINS", "CHOOSE"))
-NAT, NPT_IN = PREFIX + "NAT", PREFIX + "NPT_IN"
+NAT, NPT_IN, NPT_FORWARD = PREFIX + "NAT", PREFIX + "NPT_IN", PREFIX + "NPT_FORWARD"
 HOOKS: tuple[tuple[str, str, str], ...] = (
     ("mangle", "PREROUTING", PRE),
     ("mangle", "OUTPUT", OUT),
     ("nat", "POSTROUTING", NAT),
     ("nat", "PREROUTING", NPT_IN),
+    ("filter", "FORWARD", NPT_FORWARD),
 )
+TABLES = ("mangle", "nat", "filter")
 
 
 def tools(family: int) -> tuple[str, str]:
@@ -178,7 +180,17 @@ def render_tables(plan: RulesetPlan, family: int) -> Tables:
             for up in policy.uplinks
             for m in up.nptv6
         ]
-    tables = {"mangle": mangle, "nat": nat}
+    filters: dict[str, list[str]] = {}
+    if family == 6 and policy.nptv6_inbound == "established":
+        # Only established/related traffic enters through a translation (see nft.py).
+        drops = [
+            f"-d {m.inside} -i {up.interface} -m conntrack --ctstate NEW -j DROP"
+            for up in policy.uplinks
+            for m in up.nptv6
+        ]
+        if drops:
+            filters[NPT_FORWARD] = drops
+    tables = {"mangle": mangle, "nat": nat, "filter": filters}
     return {
         t: {c: [f"-A {c} {r}" for r in rules] for c, rules in chains.items()} for t, chains in tables.items()
     }
@@ -227,7 +239,7 @@ def parse_save(text: str) -> tuple[Tables, dict[str, list[str]]]:
 def read_current(runner: Runner, family: int) -> str:
     save = tools(family)[0]
     out = []
-    for table in ("mangle", "nat"):
+    for table in TABLES:
         res = runner.run([save, "-t", table], check=False)
         if res.rc != 0:
             raise EngineError(f"{save} -t {table} failed: {res.stderr.strip()}")
@@ -245,7 +257,7 @@ def plan(current: str, wanted: Tables | None) -> str | None:
     have, hooks = parse_save(current)
     wanted = wanted or {}
     out: list[str] = []
-    for table in ("mangle", "nat"):
+    for table in TABLES:
         want = wanted.get(table, {})
         cur = have.get(table, {})
         jumps = hooks.get(table, [])
@@ -283,7 +295,7 @@ def describe(current: str, wanted: Tables | None, family: int) -> list[str]:
     have, hooks = parse_save(current)
     wanted = wanted or {}
     out = []
-    for table in ("mangle", "nat"):
+    for table in TABLES:
         want, cur = wanted.get(table, {}), have.get(table, {})
         out += [f"{table}: add chain {c}" for c in want if c not in cur]
         out += [f"{table}: replace chain {c}" for c in want if c in cur and cur[c] != want[c]]

@@ -238,7 +238,19 @@ def render_chains(plan: RulesetPlan) -> Chains:
                     f'iifname "{up.interface}" dnat ip6 prefix to ip6 daddr map {{ {m.outside} : {m.inside} }}'  # noqa: E501
                 )
         chains["nptv6_in"] = dnat
+        if policy.nptv6_inbound == "established":
+            chains["nptv6_forward"] = nptv6_forward(policy)
     return chains
+
+
+def nptv6_forward(policy: Policy) -> list[str]:
+    """Only established/related traffic enters through a translation: NPTv6 gives every
+    LAN host a public address, and nothing else would stop new connections to them."""
+    rules = ["type filter hook forward priority filter; policy accept;"]
+    for up in policy.uplinks:
+        for m in up.nptv6:
+            rules.append(f'iifname "{up.interface}" ip6 daddr {m.inside} ct state new drop')
+    return rules
 
 
 def _format_object(name: str, obj: NftObject) -> str:
