@@ -5,27 +5,39 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from engine.failover.state import uplink_names, uplink_state
 from engine.paths import Paths
 from engine.runner import Runner
 
-_MARK = re.compile(r"\bmark=(\d+)")
+# Both families in one text, several times faster to produce and read than `conntrack -L`
+# (whose printing dominates at 50 000 entries); absent when the kernel has no procfs for it.
+CONNTRACK_PROC = "/proc/net/nf_conntrack"
 
 
-def count_flows(runner: Runner, marks: Dict[str, int], mask: int) -> Dict[str, int]:
-    counts = {name: 0 for name in marks}
-    by_mark = {mark: name for name, mark in marks.items()}
+def count_flows(runner: Runner, marks: Dict[str, int], mask: int,
+                proc: str = CONNTRACK_PROC) -> Dict[str, int]:
+    """Live conntrack entries per uplink, counted by masked mark in one pass."""
+    per_mark: Dict[int, int] = {}
+    for line in _conntrack_lines(runner, proc):
+        at = line.find("mark=")
+        if at >= 0:
+            end = line.find(" ", at)
+            value = int(line[at + 5:end if end > 0 else None]) & mask
+            per_mark[value] = per_mark.get(value, 0) + 1
+    return {name: per_mark.get(mark, 0) for name, mark in marks.items()}
+
+
+def _conntrack_lines(runner: Runner, proc: str) -> Iterator[str]:
+    try:
+        with open(proc, encoding="ascii", errors="replace") as fh:
+            yield from fh
+        return
+    except OSError:
+        pass
     for fam in ("ipv4", "ipv6"):
-        res = runner.run(["conntrack", "-L", "-f", fam], check=False)
-        for line in res.stdout.splitlines():
-            found = _MARK.search(line)
-            if found:
-                name = by_mark.get(int(found.group(1)) & mask)
-                if name:
-                    counts[name] += 1
-    return counts
+        yield from runner.run(["conntrack", "-L", "-f", fam], check=False).stdout.splitlines()
 
 
 def last_events(paths: Paths, names: List[str], max_bytes: int = 65536) -> Dict[str, str]:
