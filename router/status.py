@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 from engine.failover.state import uplink_names, uplink_state
 from engine.paths import Paths
@@ -20,24 +20,20 @@ def count_flows(runner: Runner, marks: Dict[str, int], mask: int,
                 proc: str = CONNTRACK_PROC) -> Dict[str, int]:
     """Live conntrack entries per uplink, counted by masked mark in one pass."""
     per_mark: Dict[int, int] = {}
-    for line in _conntrack_lines(runner, proc):
-        at = line.find("mark=")
-        if at >= 0:
-            end = line.find(" ", at)
-            value = int(line[at + 5:end if end > 0 else None]) & mask
-            per_mark[value] = per_mark.get(value, 0) + 1
+    for entry in _conntrack_text(runner, proc).split(" mark=")[1:]:
+        end = entry.find(" ")
+        value = int(entry[:end] if end >= 0 else entry.split()[0]) & mask
+        per_mark[value] = per_mark.get(value, 0) + 1
     return {name: per_mark.get(mark, 0) for name, mark in marks.items()}
 
 
-def _conntrack_lines(runner: Runner, proc: str) -> Iterator[str]:
+def _conntrack_text(runner: Runner, proc: str) -> str:
     try:
         with open(proc, encoding="ascii", errors="replace") as fh:
-            yield from fh
-        return
+            return fh.read()
     except OSError:
-        pass
-    for fam in ("ipv4", "ipv6"):
-        yield from runner.run(["conntrack", "-L", "-f", fam], check=False).stdout.splitlines()
+        return "\n".join(runner.run(["conntrack", "-L", "-f", fam], check=False).stdout
+                         for fam in ("ipv4", "ipv6"))
 
 
 def last_events(paths: Paths, names: List[str], max_bytes: int = 65536) -> Dict[str, str]:
