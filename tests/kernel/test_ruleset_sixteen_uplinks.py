@@ -1,4 +1,4 @@
-"""Sixteen uplinks end to end on a real kernel: r1 of the sixteen_isp lab, both backends.
+"""Sixteen uplinks end to end on a real kernel: r1 of a sixteen-ISP lab, both backends.
 
 Each flow's uplink is read from the source address the server saw; every ISP drops a
 source that is not its own, so a flow sent out with another uplink's mark or NAT fails.
@@ -7,12 +7,14 @@ source that is not its own, so a flow sent out with another uplink's mark or NAT
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from harness import Lab
 from test_conntrack_balance import BACKENDS, apply, playbook
 
-LAB_TOPOLOGY = "sixteen_isp"
+# a topology file (mhlab takes a path as well as a name in lab/topologies)
+LAB_TOPOLOGY = str(Path(__file__).with_name("sixteen_isp.json"))
 ISPS = [f"isp{k}" for k in range(1, 17)]
 
 

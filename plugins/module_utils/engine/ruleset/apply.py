@@ -46,9 +46,11 @@ def _labelled(parts: list[tuple[str, str]]) -> str:
 
 def _load(pending: list[Step]) -> None:
     """Every transaction is test-loaded first, so a rejected one stops the run before any
-    backend, table or family has changed. One refused for real after earlier ones were
-    committed (iptables: each table and family is its own commit) puts every step back."""
-    for step in pending:
+    backend, table or family has changed (one atomic transaction alone needs no test: a
+    refused one changes nothing). One refused for real after earlier ones were committed
+    (iptables: each table and family is its own commit) puts every step back."""
+    alone = len(pending) == 1 and pending[0].backend.atomic
+    for step in [] if alone else pending:
         try:
             step.backend.load(step.script, True)  # type: ignore[arg-type]
         except EngineError as exc:
@@ -57,6 +59,8 @@ def _load(pending: list[Step]) -> None:
         try:
             step.backend.load(step.script, False)  # type: ignore[arg-type]
         except EngineError as exc:
+            if alone:
+                raise EngineError(f"{exc}; nothing changed") from exc
             failed = []
             for undo in reversed(pending[: done + 1]):
                 try:
@@ -83,10 +87,12 @@ def apply_policy(
     (including that every interface exists) happens before anything is read or changed.
     With ``check`` nothing is applied but the result is computed the same way.
     ``other_backend=False`` (the failover hook's hot path) skips reading the other
-    backend for leftovers: a converge or ``multihome apply`` has already removed them.
+    backend for leftovers and the interface check: the converge or ``multihome apply``
+    that installed the model has done both, and rules match interfaces by name, so a
+    missing one cannot make the transaction fail.
     """
     policy = source if isinstance(source, Policy) else parse_policy(source)
-    if policy.present:
+    if policy.present and other_backend:
         check_interfaces(policy, router_interfaces(runner))
     ruleset = plan_ruleset(policy, states) if policy.present else None
     nftables: list[Backend] = [Nftables(runner)]

@@ -315,6 +315,7 @@ class Iptables:
         self.family = family
         self.label = "iptables" if family == 4 else "ip6tables"
         self.command = f"{self.label}-restore --noflush"
+        self.atomic = False  # each table is its own commit
 
     def may_hold_ours(self) -> bool:
         return shutil.which(tools(self.family)[0]) is not None

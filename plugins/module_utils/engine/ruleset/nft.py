@@ -396,6 +396,7 @@ class Nftables:
 
     label = "nftables"
     command = "nft -f -"
+    atomic = True
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
