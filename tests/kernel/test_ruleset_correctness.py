@@ -150,13 +150,16 @@ def test_ipv6_source_outside_every_prefix_is_left_unmarked(router: Lab, backend:
 
 def test_nft_marks_are_set_before_iptables_mangle_sees_the_packet(router: Lab) -> None:
     """Our prerouting chain has its own priority, before iptables' mangle (-150): an
-    administrator's mangle rule sees every packet already marked, whichever was loaded first."""
+    administrator's mangle rule sees every packet already marked, even when its chain was
+    registered after ours (at an equal priority the later one would run first)."""
+    apply(router, base_params(router, "nftables"))
+    # iptables-nft's mangle table, re-created (and its hook registered) after ours below
+    router.run("r1", ["nft", "delete", "table", "ip", "mangle"], check=False)
     counters = [["-i", "lan1", "-p", "tcp", "--dport", "5001"],
                 ["-i", "lan1", "-p", "tcp", "--dport", "5001", "-m", "mark", "!", "--mark", "0x0/0xff00"]]
     for match in counters:
         router.run("r1", ["iptables", "-t", "mangle", "-A", "PREROUTING", *match])
     try:
-        apply(router, base_params(router, "nftables"))
         router.flows("c1", 10)
         save = router.run("r1", ["iptables-save", "-c", "-t", "mangle"]).stdout
         packets = [int(m.group(1)) for m in re.finditer(r"^\[(\d+):\d+\] -A PREROUTING -i lan1", save, re.M)]
