@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import gcd
 from typing import Union
 
 from ..errors import ValidationError
@@ -27,6 +28,8 @@ STATES = ("up", "down")
 NPTV6_INBOUND = ("established", "any")
 # Largest slot table (sum of reduced weights) a rule may carry.
 MAX_SLOTS = 256
+# iptables spells source_hash with the cluster match, which takes at most 32 slots.
+MAX_IPTABLES_HASH_SLOTS = 32
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,15 @@ def parse_policy(params: dict, interfaces: set[str] | None = None) -> Policy:
                 "uplinks[].weight",
                 {u.name: u.weight for u in members},
                 f"at least one weight > 0 in tier {tier}",
+            )
+        live = [u.weight for u in members if u.weight > 0]
+        slots = sum(w // gcd(*live) for w in live)
+        if backend == "iptables" and mode == "source_hash" and slots > MAX_IPTABLES_HASH_SLOTS:
+            raise ValidationError(
+                "uplinks[].weight",
+                {u.name: u.weight for u in members},
+                f"weights of tier {tier} whose reduced sum is at most {MAX_IPTABLES_HASH_SLOTS} with"
+                " source_hash on the iptables backend (or the nftables backend)",
             )
         if sum(u.weight for u in members) > MAX_SLOTS:
             raise ValidationError(

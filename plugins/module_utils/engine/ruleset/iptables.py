@@ -23,7 +23,7 @@ from __future__ import annotations
 import shutil
 
 from ..errors import EngineError
-from ..model.policy import Policy, Uplink
+from ..model.policy import MAX_IPTABLES_HASH_SLOTS, Policy, Uplink
 from ..runner import Runner
 from .backend import Step
 from .choice import Choice
@@ -31,7 +31,7 @@ from .plan import RulesetPlan, of_family
 
 PREFIX = "NETOPS_MH_"
 HASH_SEED = 0x4D48  # fixed so a re-apply renders the same rule
-MAX_HASH_SLOTS = 32  # the cluster match's node limit
+MAX_HASH_SLOTS = MAX_IPTABLES_HASH_SLOTS  # the cluster match's node limit
 # table -> chain -> rule lines ("-A CHAIN ...")
 Tables = dict[str, dict[str, list[str]]]
 # (table, built-in chain, our chain)

@@ -159,3 +159,15 @@ def test_ipv6_is_balanced_only_among_uplinks_that_translate_its_source():
     assert "-A NETOPS_MH_LAN -s 2001:db8:101:1::/64 -g NETOPS_MH_MARK_isp1" in m["NETOPS_MH_LAN"]
     assert "-A NETOPS_MH_LAN ! -s ::/128 -m rpfilter --invert -j DROP" in m["NETOPS_MH_LAN"]  # IPv6 reverse path  # noqa: E501
     assert "NETOPS_MH_CHOOSE6_0" not in tables(with_ipv6(), family=4)["mangle"]
+
+
+def test_source_hash_beyond_the_cluster_match_slots_is_refused_naming_the_weights():
+    import pytest
+    from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
+
+    p = params(mode="source_hash", backend="iptables")
+    p["uplinks"][0]["weight"] = 31
+    with pytest.raises(ValidationError, match=r"uplinks\[\]\.weight.*at most 32 with source_hash"):
+        parse_policy(p, INTERFACES)
+    p["backend"] = "nftables"
+    parse_policy(p, INTERFACES)
