@@ -324,9 +324,13 @@ def marked_flows_take_uplink_tables(lab: Lab) -> Iterator[None]:
         lab.run("r1", ["ip", "rule", "add", *suppress])
 
 
-def ct_marks(lab: Lab, dst: str) -> List[int]:
-    """The conntrack marks of the router's entries towards DST."""
-    out = lab.run("r1", ["conntrack", "-L", "-d", dst], check=False).stdout
+def ct_marks(lab: Lab, dst: Optional[str] = None, family: int = 4, **match: str) -> List[int]:
+    """The conntrack marks of the router's entries towards DST, or matching conntrack's own
+    options (``proto="tcp", sport="10001"``)."""
+    argv = ["conntrack", "-L", "-f", "ipv4" if family == 4 else "ipv6", *(["-d", dst] if dst else [])]
+    for key, value in match.items():
+        argv += [f"--{key}", value]
+    out = lab.run("r1", argv, check=False).stdout
     return [int(mark) for mark in re.findall(r"\bmark=(\d+)", out)]
 
 

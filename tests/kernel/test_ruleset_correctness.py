@@ -24,6 +24,7 @@ from test_conntrack_balance import (  # noqa: F401  (router and clean_state are 
     apply,
     base_params,
     clean_state,
+    ct_marks,
     router,
     spoofed_total,
     uplinks,
@@ -31,16 +32,6 @@ from test_conntrack_balance import (  # noqa: F401  (router and clean_state are 
 )
 
 LAB_TOPOLOGY = "three_isp"
-MARK = re.compile(r"\bmark=(\d+)")
-
-
-def ct_marks(lab: Lab, family: int, **match: str) -> List[int]:
-    """The ct mark of every conntrack entry matching ``match`` (conntrack's own options)."""
-    argv = ["conntrack", "-L", "-f", "ipv4" if family == 4 else "ipv6"]
-    for key, value in match.items():
-        argv += [f"--{key}", value]
-    out = lab.run("r1", argv, check=False).stdout
-    return [int(m.group(1)) for m in MARK.finditer(out)]
 
 
 def uplink_of_stream(lab: Lab, port: int) -> int:
@@ -80,7 +71,7 @@ def test_flow_that_existed_before_the_first_deploy_is_never_rechosen(router: Lab
         report = stream.reports[0]
     assert report["error"] is None and report["answered"] == report["sent"], report
     assert report["sources"] == [wan4(router)[path]]
-    assert ct_marks(router, 4, proto="tcp", sport=str(port)) == [0]
+    assert ct_marks(router, proto="tcp", sport=str(port)) == [0]
     assert spoofed_total(router) == spoofed
 
 
@@ -92,14 +83,14 @@ def test_mark_mask_change_leaves_existing_flows_marked_as_they_were(router: Lab,
     with router.stream("c1", count=1, duration=2.5, interval=0.02) as stream:
         port = stream.local_ports[0]
         path = uplink_of_stream(router, port)
-        old = ct_marks(router, 4, proto="tcp", sport=str(port))
+        old = ct_marks(router, proto="tcp", sport=str(port))
         assert old == [path << 8]
         moved = base_params(router, backend, mark_mask="0xff0000")
         for k, up in enumerate(moved["uplinks"], start=1):
             up["mark"] = hex(k << 16)
         apply(router, moved)
         router.flows("c2", 3)
-        assert ct_marks(router, 4, proto="tcp", sport=str(port)) == old
+        assert ct_marks(router, proto="tcp", sport=str(port)) == old
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -144,7 +135,7 @@ def test_ipv6_source_outside_every_prefix_is_left_unmarked(router: Lab, backend:
     ]
     apply(router, params)
     router.flows("c1", 4, family=6, src=C1_ULA, timeout=0.5)
-    marks = ct_marks(router, 6, src=C1_ULA)
+    marks = ct_marks(router, family=6, src=C1_ULA)
     assert len(marks) == 4 and all(m & 0xFF00 == 0 for m in marks), marks
 
 
