@@ -11,6 +11,8 @@ from engine.failover.state import uplink_names, uplink_state
 from engine.paths import Paths
 from engine.runner import Runner
 
+from . import ha_status
+
 # Both families in one text, several times faster to produce and read than `conntrack -L`
 # (whose printing dominates at 50 000 entries); absent when the kernel has no procfs for it.
 CONNTRACK_PROC = "/proc/net/nf_conntrack"
@@ -73,7 +75,7 @@ def collect(model: dict, paths: Paths, runner: Runner, drift: Optional[bool] = N
     return {
         "backend": model["balance"].get("backend"), "mode": model["balance"].get("mode"),
         "failover": model["failover"].get("enabled"), "ruleset_in_sync": drift is None or not drift,
-        "uplinks": uplinks,
+        "uplinks": uplinks, "ha": ha_status.collect(model, runner),
     }
 
 
@@ -94,7 +96,8 @@ def render_text(status: Dict[str, Any]) -> str:
         rows.append((u["name"], u["interface"], u["state"], _age(u["since"]), str(u["weight"]),
                      str(u["tier"]), str(u["flows"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [head, ""] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = [head, *ha_status.render_lines(status.get("ha")), ""]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     events = [f"  {u['name']}: {u['last_event']}" for u in status["uplinks"] if u["last_event"]]
     if events:
         lines += ["", "last events:", *events]

@@ -30,15 +30,21 @@ import mhlab  # noqa: E402
 class Lab:
     """A running lab. Node names are the topology's: r1, c1, c2, isp1, isp2, inet, ..."""
 
-    def __init__(self, name: str, topology: str = "default") -> None:
+    def __init__(self, name: str, topology: str = "default", release: Optional[str] = None) -> None:
         self.name = name
         self.topology = topology
+        self.release = release  # Debian release of systemd-booted routers (topology's default)
         self.state: dict = {}
 
     # ------------------------------------------------------------ lifecycle
     def up(self) -> Lab:
-        self.state = mhlab.up(self.name, self.topology)
+        self.state = mhlab.up(self.name, self.topology, self.release)
         return self
+
+    def reboot(self, router: str = "r1") -> float:
+        """Power-cycle a systemd-booted router (fresh kernel state, same disk); seconds
+        from power-on until its sshd answered."""
+        return mhlab.reboot(self.name, router)
 
     def down(self) -> None:
         mhlab.down(self.name)
