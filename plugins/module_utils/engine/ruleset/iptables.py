@@ -237,14 +237,12 @@ def parse_save(text: str) -> tuple[Tables, dict[str, list[str]]]:
 
 
 def read_current(runner: Runner, family: int) -> str:
+    """Every table in one ``iptables-save`` (one process, not one per table)."""
     save = tools(family)[0]
-    out = []
-    for table in TABLES:
-        res = runner.run([save, "-t", table], check=False)
-        if res.rc != 0:
-            raise EngineError(f"{save} -t {table} failed: {res.stderr.strip()}")
-        out.append(res.stdout)
-    return "".join(out)
+    res = runner.run([save], check=False)
+    if res.rc != 0:
+        raise EngineError(f"{save} failed: {res.stderr.strip()}")
+    return res.stdout
 
 
 def current_text(current: str) -> str:
