@@ -199,7 +199,8 @@ def render_tables(plan: RulesetPlan, family: int) -> Tables:
 def format_tables(tables: Tables) -> str:
     """Readable text: our chains per table, in iptables-save syntax, plus the jumps."""
     out = []
-    for table, chains in tables.items():
+    for table in TABLES:  # one order, whichever order iptables-save listed them in
+        chains = tables.get(table, {})
         if not chains:
             continue
         out.append(f"*{table}")
