@@ -4,7 +4,8 @@ after earlier commits puts every step back (the kernel round trip is in tests/ke
 from __future__ import annotations
 
 # isort: off
-import test_policy_params  # noqa: F401  # pylint: disable=unused-import  (puts the collection on sys.path)
+# puts the collection on sys.path
+import test_policy_params  # noqa: F401  # pylint: disable=unused-import
 import pytest
 from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import EngineError
 from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset import apply
