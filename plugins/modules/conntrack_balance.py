@@ -102,7 +102,7 @@ options:
         keep the rest. An integer or a string such as C(0xff00). Must not be 0.
       - Before anything changes, the module refuses when another user of marks on the router
         (an C(ip rule) with a fwmark, an nftables rule outside this module's table, a legacy
-        iptables rule outside the C(MH_) chains) tests or sets bits inside this mask
+        iptables rule outside the C(NETOPS_MH_) chains) tests or sets bits inside this mask
         (kube-proxy uses C(0xc000), Cilium C(0x0f00)); the error names each and a mask that fits.
     type: raw
     default: "0xff00"
