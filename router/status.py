@@ -11,6 +11,8 @@ from engine.failover.state import uplink_names, uplink_state
 from engine.paths import Paths
 from engine.runner import Runner
 
+from .monitor import read_carriers
+
 _MARK = re.compile(r"\bmark=(\d+)")
 
 
@@ -53,8 +55,11 @@ def collect(model: dict, paths: Paths, runner: Runner, drift: Optional[bool] = N
     flows = count_flows(runner, marks, mask)
     events = last_events(paths, names)
     uplinks = []
+    links = read_carriers(runner)
     for up in model["balance"]["uplinks"]:
         state, since, detail = uplink_state(paths, up["name"])
+        if up["interface"] not in links:
+            state, detail = "absent", f"interface {up['interface']} does not exist"
         uplinks.append({
             "name": up["name"], "interface": up["interface"], "state": state,
             "since": since, "detail": detail, "weight": up.get("weight", 1),

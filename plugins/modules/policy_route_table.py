@@ -58,6 +58,13 @@ options:
         listed rule, which the listed rule supersedes.
     type: bool
     default: true
+  dev_may_be_absent:
+    description:
+      - Leave out, instead of refusing, the routes whose O(routes[].dev) does not exist or
+        whose O(routes[].src) or gateway prefix is not configured on it yet (an uplink that
+        appears later). Rules are installed either way; re-run (or let the monitor) add the routes.
+    type: bool
+    default: false
   routes:
     description:
       - The routes of the table. A route is identified by its family, destination and metric;
@@ -302,6 +309,7 @@ ARGUMENT_SPEC = {
     "id": {"type": "int"},
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
     "purge": {"type": "bool", "default": True},
+    "dev_may_be_absent": {"type": "bool", "default": False},
     "routes": {"type": "list", "elements": "dict", "options": ROUTE_OPTIONS, "default": []},
     "rules": {"type": "list", "elements": "dict", "options": RULE_OPTIONS, "default": []},
     "main_suppress_default": {"type": "dict", "options": {

@@ -131,6 +131,8 @@ def _uplink(i: int, raw: Dict[str, Any], failover: bool) -> Dict[str, Any]:
     else:
         up["targets"] = list(raw.get("targets") or [])
     up["monitor"] = raw.get("monitor") or {}
+    up["may_be_absent"] = vocab.boolean(f"{opt}.interface_may_be_absent",
+                                        raw.get("interface_may_be_absent"), False)
     return up
 
 
@@ -168,7 +170,7 @@ def _routing(up: Dict[str, Any], table_id: int, mark: int, mask: int) -> Dict[st
         rules.append({"priority": PRIO_FROM + slot, "from": f"{iface.ip}/{iface.max_prefixlen}"})
         rules.append({"priority": PRIO_OIF + slot, "oif": up["interface"], "family": fam})
         rules.append({"priority": PRIO_FWMARK + slot, "fwmark": mark, "fwmask": mask, "family": fam})
-    return {
+    table = {
         "name": naming.table_name(up["name"]),
         "id": table_id,
         "state": "present",
@@ -176,6 +178,9 @@ def _routing(up: Dict[str, Any], table_id: int, mark: int, mask: int) -> Dict[st
         "rules": rules,
         "main_suppress_default": {"priority": PRIO_MAIN_SUPPRESS, "state": "present"},
     }
+    if up["may_be_absent"]:
+        table["dev_may_be_absent"] = True
+    return table
 
 
 def _balance(role_vars: Dict[str, Any], uplinks, lans, marks, mask) -> Dict[str, Any]:
@@ -190,6 +195,8 @@ def _balance(role_vars: Dict[str, Any], uplinks, lans, marks, mask) -> Dict[str,
         for key in ("nptv6", "source_prefixes"):
             if up[key]:
                 entry[key] = up[key]
+        if up["may_be_absent"]:
+            entry["interface_may_be_absent"] = True
         out_uplinks.append(entry)
     return {
         "state": "present",

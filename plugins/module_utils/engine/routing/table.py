@@ -8,6 +8,7 @@ removals come last.
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 from collections.abc import Sequence
@@ -103,6 +104,28 @@ def check_against_kernel(spec: TableSpec, kernel: KernelState) -> None:
                     "rules.priority", rule.priority,
                     f"a priority no rule of another table uses; IPv{rule.family} rule "
                     f"'{other.text()}' already holds it")
+
+
+def _route_ready(r: Route, links: dict[str, Link]) -> bool:
+    if r.dev is not None and r.dev not in links:
+        return False
+    local = {a for link in links.values() for a in link.addresses}
+    if r.src is not None and r.src not in local:
+        return False
+    if r.gateway is None or r.onlink or ipaddress.ip_address(r.gateway).is_link_local:
+        return True
+    candidates = [links[r.dev]] if r.dev else list(links.values())
+    gw = ipaddress.ip_address(r.gateway)
+    return any(gw.version == n.version and gw in n
+               for n in (ipaddress.ip_network(p) for link in candidates for p in link.prefixes))
+
+
+def ready_routes(spec: TableSpec, kernel: KernelState) -> TableSpec:
+    """With ``dev_may_be_absent``, the spec without the routes the kernel cannot take yet
+    (device missing, src or gateway's prefix not configured on it): the uplink is absent."""
+    if not spec.dev_may_be_absent:
+        return spec
+    return dataclasses.replace(spec, routes=tuple(r for r in spec.routes if _route_ready(r, kernel.links)))
 
 
 def read_file_state(name: str, etc_dir: str) -> FileState:
@@ -251,6 +274,7 @@ def apply_table(params: dict[str, Any], runner: Runner, check: bool = False,
                                        rt_tables.read_mappings(dirs), own)
     table_id = spec.table_id if spec.table_id is not None else own_id
     kernel = read_kernel(runner, table_id, spec.families if spec.state == "present" else ())
+    spec = ready_routes(spec, kernel)
     check_against_kernel(spec, kernel)
     files = read_file_state(spec.name, etc_dir)
     plan = plan_table(spec, kernel, files, table_id)

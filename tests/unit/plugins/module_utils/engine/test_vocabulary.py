@@ -113,3 +113,17 @@ def test_role_and_both_modules_accept_the_same_interface_names(ifname, accepted)
             assert "interface" in exc.option or "iif" in exc.option, exc
             outcomes.append(False)
     assert outcomes == [accepted] * 3
+
+
+def test_interface_may_be_absent_is_one_switch_in_role_module_and_table():
+    role = ROLE["multihome_uplinks"]["options"]["interface_may_be_absent"]
+    module = conntrack_balance.ARGUMENT_SPEC["uplinks"]["options"]["interface_may_be_absent"]
+    assert (role["type"], role["default"]) == (module["type"], module["default"]) == ("bool", False)
+    assert doc(conntrack_balance)["uplinks"]["suboptions"]["interface_may_be_absent"]["default"] is False
+    raw = {**ROLE_UPLINKS["multihome_uplinks"][0], "interface_may_be_absent": True}
+    model = build_model({**ROLE_UPLINKS, "multihome_uplinks": [raw]})
+    assert model["balance"]["uplinks"][0]["interface_may_be_absent"] is True
+    assert parse_params(model["routing"][0]).dev_may_be_absent is True
+    assert parse_policy(model["balance"]).uplinks[0].may_be_absent is True
+    with pytest.raises(ValidationError, match=r"multihome_uplinks\[0\]\.interface_may_be_absent.*'yes'"):
+        build_model({**ROLE_UPLINKS, "multihome_uplinks": [{**raw, "interface_may_be_absent": "yes"}]})
