@@ -11,12 +11,14 @@ balancing once its table is in place.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, Optional
 
 from engine.errors import EngineError
-from engine.failover.state import log_event
+from engine.failover.state import log_event, write_atomic
 from engine.routing.sysctl import apply_sysctl
 from engine.routing.table import apply_table
 
@@ -64,17 +66,26 @@ class Repairs:
         return {k: v for k, v in (self.monitor.model.get("sysctl") or {}).items() if conf in k}
 
     # -------------------------------------------------------------- presence
+    def _marker(self, uplink: str) -> str:
+        return os.path.join(self.monitor.paths.state_dir, f"{uplink}.absent")
+
     def set_present(self, uplink: str, present: bool) -> None:
-        """Record whether the uplink's interface exists; one log line when that changes."""
+        """Record whether the uplink's interface exists; one log line when that changes
+        (the marker file carries it across monitor restarts)."""
         before = self.present.get(uplink)
         self.present[uplink] = present
-        if before == present or (before is None and present):
+        if before is None:
+            before = not os.path.exists(self._marker(uplink))
+        if before == present:
             return
         iface = self.monitor.iface_of[uplink]
         if present:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._marker(uplink))
             log_event(self.monitor.paths, f"uplink={uplink} interface={iface} appeared", IDENT)
             self.schedule(uplink, "link")
         else:
+            write_atomic(self._marker(uplink), f"absent {time.time():.3f}\n")
             log_event(self.monitor.paths, f"uplink={uplink} interface={iface} absent (down until it appears)",
                       IDENT)
             self.pending.pop(uplink, None)
