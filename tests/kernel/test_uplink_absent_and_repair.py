@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import collections
 import json
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from harness import wait_for
+from harness import mhlab, wait_for
 
 LAB_TOPOLOGY = "three_isp"
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,8 +41,8 @@ def unplug(lab, isp: str = "isp3", router_if: str = "wan3") -> None:
 def plug(lab, isp: str = "isp3", router_if: str = "wan3") -> float:
     """Re-create the router's link to ISP as the lab built it; returns when it was created."""
     up = lab.uplink(isp)
-    isp_ns = f"{lab.name}-{isp}"
-    lab.run("r1", ["ip", "link", "add", router_if, "type", "veth", "peer", "name", "r1", "netns", isp_ns])
+    subprocess.run(["ip", "-n", mhlab.ns(lab.name, "r1"), "link", "add", router_if, "type", "veth",
+                    "peer", "name", "r1", "netns", mhlab.ns(lab.name, isp)], check=True)
     created = time.time()
     lab.run(isp, ["ip", "addr", "add", up["gateway4"] + "/30", "dev", "r1"])
     lab.run(isp, ["ip", "addr", "add", up["gateway6"] + "/64", "dev", "r1", "nodad"])
