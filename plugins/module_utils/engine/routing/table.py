@@ -20,6 +20,7 @@ from ..model.table_spec import MAIN_TABLE, TableSpec, parse_params
 from ..runner import Runner
 from . import iproute, rt_tables
 from .iproute import FULL_MASK, Link, Route, Rule
+from .learned import with_learned
 
 FAMILIES = (4, 6)
 
@@ -267,7 +268,7 @@ def apply_table(params: dict[str, Any], runner: Runner, check: bool = False,
     ``ValidationError`` for bad input before anything is changed and ``EngineError``
     when the kernel refuses a change.
     """
-    spec = parse_params(params)
+    spec = with_learned(parse_params(params), runner)
     dirs = tuple(mapping_dirs) if mapping_dirs is not None else (etc_dir, rt_tables.SHARE_DIR)
     own = rt_tables.own_path(spec.name, etc_dir)
     own_id = rt_tables.check_conflicts(spec.name, spec.table_id,
