@@ -71,8 +71,9 @@ def classify(line: str, uplink_of_iface: Dict[str, str],
              uplink_of_table: Dict[str, str]) -> Optional[KernelEvent]:
     """The uplink a monitor line concerns and what changed; None for anything else.
 
-    Routes matter only when deleted from an uplink's table (ours are added by the repair
-    itself); addresses whenever they change on an uplink's interface."""
+    Routes matter when deleted from an uplink's table or from main through an uplink's
+    interface (the repair adds ours, so added ones would only echo it), and a default route
+    added in main through an uplink's interface; addresses whenever they change."""
     line = line.strip()
     link = parse_link_line(line)
     if link is not None:
@@ -84,11 +85,14 @@ def classify(line: str, uplink_of_iface: Dict[str, str],
     if addr is not None:
         name = uplink_of_iface.get(addr.group(1))
         return KernelEvent(name, "address") if name else None
+    table = _ROUTE_TABLE.search(line)
+    dev = _ROUTE_DEV.search(line)
+    uplink_dev = uplink_of_iface.get(dev.group(1)) if dev is not None and table is None else None
     if line.startswith("Deleted "):
-        table = _ROUTE_TABLE.search(line)
         if table is not None and table.group(1) in uplink_of_table:
             return KernelEvent(uplink_of_table[table.group(1)], "route")
-        dev = _ROUTE_DEV.search(line)
-        if table is None and dev is not None and dev.group(1) in uplink_of_iface:
-            return KernelEvent(uplink_of_iface[dev.group(1)], "route")
+        return KernelEvent(uplink_dev, "route") if uplink_dev else None
+    # A default route a DHCP client (or an RA) adds in main gives a dynamic uplink its gateway.
+    if line.startswith("default ") and uplink_dev:
+        return KernelEvent(uplink_dev, "route")
     return None

@@ -36,6 +36,11 @@ def test_link_address_and_deleted_table_route_lines_name_their_uplink() -> None:
         KernelEvent("lte", "route")
 
 
+def test_a_default_route_a_dhcp_client_adds_in_main_is_an_event() -> None:
+    line = "default via 10.77.0.1 dev wan3 proto dhcp src 10.77.0.20 metric 1024 "
+    assert classify(line, IFACES, TABLES) == KernelEvent("lte", "route")
+
+
 def test_added_routes_and_other_interfaces_are_not_events() -> None:
     assert classify("default via 198.51.100.1 dev wan1 table 101 ", IFACES, TABLES) is None
     assert classify("Deleted default via 10.0.0.1 dev eth9 table 200", IFACES, TABLES) is None
