@@ -6,21 +6,25 @@ them, such as an interface re-created with its addresses and routes, is one repa
 DEBOUNCE_S after the last event, never later than MAX_DELAY_S after the first); the
 repair then touches that uplink only: its interface's kernel settings, its routing
 table and rules, its LSM (restarted when the device or its addresses changed, so probes
-leave from the current source) and, last, the carrier-up event that returns it to the
-balancing once its table is in place.
+leave from the current source), the carrier-up event that returns it to the balancing
+once its table is in place and, for a new device or address, one immediate echo per
+target whose first answer records the probe source up (first_probe.py).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from engine.errors import EngineError
-from engine.failover.state import log_event, write_atomic
+from engine.failover.state import handle_event, log_event, write_atomic
 from engine.routing.sysctl import apply_sysctl
 from engine.routing.table import apply_table
+
+from . import first_probe
 
 if TYPE_CHECKING:  # pragma: no cover
     from .monitor import Monitor
@@ -138,3 +142,17 @@ class Repairs:
                              f"{' '.join(notes)} ms={(time.monotonic() - started) * 1000:.0f}", IDENT)
         if why.carrier_up and mon.carrier.get(uplink):
             mon._event(uplink, True)
+        targets = mon.model["failover"]["uplinks"][uplink].get("targets") or []
+        if why.reasons & set(RESTARTS_LSM) and targets and mon.model["failover"].get("enabled", True):
+            threading.Thread(target=self._probe_now, args=(uplink, targets), daemon=True).start()
+
+    def _probe_now(self, uplink: str, targets: List[str]) -> None:
+        """Record the probe source up on the first answered echo (see first_probe.py)."""
+        mon = self.monitor
+        try:
+            if not first_probe.answered(mon.iface_of[uplink], targets):
+                return
+            result = handle_event(mon.model, uplink, "probe", "up", time.time(), mon.paths, mon.runner)
+            log_event(mon.paths, result.line() + " via=first-probe", IDENT)
+        except (OSError, EngineError) as exc:
+            log_event(mon.paths, f"uplink={uplink} first probe failed: {exc}", IDENT)

@@ -8,7 +8,6 @@ import subprocess
 from typing import Iterator
 
 import pytest
-
 from ansible_collections.netops.multihome.plugins.module_utils.engine.routing.table import apply_table
 from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult, Runner
 
