@@ -49,6 +49,12 @@ def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PA
         results["routing"] = [apply_table(p, runner, check) for p in model.get("routing") or []]
     if "main-default" in parts and model.get("local_default"):
         results["main-default"] = ensure_main_default(model["local_default"], runner, check)
+    if "main-default" in parts and model.get("own_traffic"):
+        # After routing: it copies the best live uplink's default route from its table.
+        from engine.routing.own_traffic import apply_own_default
+
+        states = all_states(paths, uplink_names(model))
+        results["own-traffic"] = apply_own_default(model, states, runner, check)
     if "balance" in parts:
         results["balance"] = apply_recorded(model["balance"], runner, check, paths)
     changed = any(

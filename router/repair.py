@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Optional
 
 from engine.errors import EngineError
-from engine.failover.state import handle_event, log_event, write_atomic
+from engine.failover.state import all_states, handle_event, log_event, write_atomic
+from engine.routing.own_traffic import apply_own_default
 from engine.routing.sysctl import apply_sysctl
 from engine.routing.table import apply_table
 
@@ -131,6 +132,9 @@ class Repairs:
             routing = self._routing(uplink)
             table = apply_table(routing, mon.runner) if routing is not None else {"changed": False}
             notes.append(f"table={'repaired' if table['changed'] else 'unchanged'}")
+            own = apply_own_default(mon.model, all_states(mon.paths, mon.names), mon.runner)
+            if own["changed"]:
+                notes.append(f"own_traffic={own['uplink']}")
             if settings["changed"]:
                 notes.append("sysctl=set")
         except EngineError as exc:

@@ -6,12 +6,15 @@ inventory marks it ``interface_may_be_absent``. The play succeeds, status shows 
 ``absent``, isp1 and isp2 balance and NAT; when wan3 is created the monitor repairs
 isp3's table and starts its LSM, and isp3 takes new flows. Routes flushed from one
 uplink's table come back without anyone running the play, and only that uplink is touched.
+The router's own traffic leaves by the best live uplink and moves when it fails, while
+the administrator's default route in main stays as it was.
 """
 from __future__ import annotations
 
 import collections
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -123,3 +126,27 @@ def test_an_interface_deleted_again_makes_the_uplink_absent_and_the_rest_keeps_w
     assert wait_for(lambda: statuses(lab)["isp3"] == "absent", 5)
     seen = sources(lab, 15)
     assert seen[ISP3] == 0 and seen[ISP1] > 0 and seen[ISP2] > 0, seen
+
+
+def from_router(lab, proto: str) -> list:
+    """Sources the internet server saw for 3 new flows opened by the router itself."""
+    cmd = [sys.executable, str(ROOT / "lab" / "traffic.py"), "flows", "--dst", "203.0.113.10",
+           "--port", "5001", "--n", "3", "--proto", proto, "--timeout", "1"]
+    return json.loads(lab.run("r1", cmd).stdout)
+
+
+def test_the_routers_own_traffic_follows_failover_and_main_is_left_alone(converged) -> None:
+    lab = converged
+    main_before = lab.run("r1", ["ip", "route", "show", "table", "main"]).stdout
+    assert "default via 198.51.100.1 dev wan1" in main_before  # the lab admin's own default
+    assert from_router(lab, "tcp") == [ISP1] * 3
+    lab.cut_upstream("isp1")
+    try:
+        assert wait_for(lambda: statuses(lab)["isp1"] == "down", 10), events(lab)[-10:]
+        assert from_router(lab, "udp") == [ISP2] * 3  # a DNS-style query/answer
+        assert from_router(lab, "tcp") == [ISP2] * 3
+    finally:
+        lab.restore_upstream("isp1")
+    assert wait_for(lambda: statuses(lab)["isp1"] == "up", 15)
+    assert from_router(lab, "tcp") == [ISP1] * 3
+    assert lab.run("r1", ["ip", "route", "show", "table", "main"]).stdout == main_before

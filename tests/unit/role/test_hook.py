@@ -50,6 +50,7 @@ class Recorder:
     def __init__(self) -> None:
         self.applied: list = []
         self.deleted: list = []
+        self.owned: list = []
 
     def apply(self, params, runner, states):
         self.applied.append(dict(states))
@@ -59,17 +60,22 @@ class Recorder:
         self.deleted.append((mark, mask))
         return 3
 
+    def own(self, model, states, runner):
+        self.owned.append(dict(states))
+        return {"changed": False, "commands": []}
+
 
 def event(router, rec, uplink, source, state, at):
     paths, model = router
     return failover.handle_event(model, uplink, source, state, at, paths, None,
-                                 apply_fn=rec.apply, delete_fn=rec.delete)
+                                 apply_fn=rec.apply, delete_fn=rec.delete, own_fn=rec.own)
 
 
 def test_down_applies_live_set_and_deletes_only_that_mark(router) -> None:
     rec = Recorder()
     res = event(router, rec, "isp1", "probe", "down", 10.0)
     assert rec.applied == [{"isp1": "down", "isp2": "up"}]
+    assert rec.owned == rec.applied  # the router's own traffic follows the same states
     mark = router[1]["failover"]["uplinks"]["isp1"]["mark"]
     assert rec.deleted == [(mark, 0xFF00)]
     assert res.deleted_flows == 3 and "effective=up->down" in res.line()

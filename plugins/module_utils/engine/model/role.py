@@ -30,6 +30,8 @@ PRIO_MAIN_SUPPRESS = 1000
 PRIO_FROM = 2000
 PRIO_OIF = 3000
 PRIO_FWMARK = 4000
+# The router's own unmarked traffic: after every uplink rule, before main (routing/own_traffic.py).
+PRIO_OWN_TRAFFIC = 5000
 MAX_SLOT = 999
 ADDRESSING = ("static", "dhcp", "dynamic")
 
@@ -336,6 +338,7 @@ def build_model(role_vars: Dict[str, Any]) -> Dict[str, Any]:
         "routing": routing,
         "sysctl": _sysctl(uplinks, lans, ipv6),
         "local_default": _local_default_routes(uplinks, local_default),
+        "own_traffic": {"table": _own_table(tables), "priority": PRIO_OWN_TRAFFIC},
         "failover": {
             "enabled": failover,
             "profile": profile,
@@ -353,6 +356,14 @@ def build_model(role_vars: Dict[str, Any]) -> Dict[str, Any]:
             },
         },
     }
+
+
+def _own_table(tables: Dict[str, int]) -> int:
+    """The owned table for the router's own traffic: derived like the uplinks' ids, never one of them."""
+    table_id = naming.derive_table_id("-own-traffic")
+    while table_id in tables.values():
+        table_id += 1
+    return table_id
 
 
 def _local_default_routes(uplinks: List[Dict[str, Any]], name: Optional[str]) -> Dict[str, Any]:
