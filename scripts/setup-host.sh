@@ -3,7 +3,8 @@
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 PACKAGES=(iproute2 nftables iptables conntrack lsm openssh-server openssh-client
-          iputils-ping procps psmisc util-linux python3 python3-venv make git)
+          iputils-ping procps psmisc util-linux python3 python3-venv make git
+          dnsmasq-base udhcpc)
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: run as root (the lab uses network and mount namespaces)" >&2
     exit 1
