@@ -111,6 +111,8 @@ def test_routes_vanished_from_one_table_are_put_back_and_no_other_uplink_is_touc
     lab.run("r1", ["ip", "route", "flush", "table", "mh_isp1"])
     assert wait_for(lambda: "default via 198.51.100.1 dev wan1" in
                     lab.run("r1", ["ip", "route", "show", "table", "mh_isp1"]).stdout, 5)
+    # The repair's log line follows its last step.
+    assert wait_for(lambda: any(" repair " in x for x in events(lab)[before:]), 5)
     new = events(lab)[before:]
     repairs = [x for x in new if " repair " in x]
     assert repairs and all("uplink=isp1 " in x for x in repairs), new
