@@ -5,6 +5,8 @@
                                        make the kernel match the saved model
   multihome boot                       apply, then start the monitor (hosts without systemd)
   multihome monitor --foreground|--start|--stop|--restart
+  multihome teardown [--check] [--json]
+                                       remove every table, rule, ruleset and record of ours
 """
 from __future__ import annotations
 
@@ -46,7 +48,11 @@ def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PA
     if "sysctl" in parts:
         results["sysctl"] = apply_sysctl(model.get("sysctl") or {}, check)
     if "routing" in parts:
+        from engine.routing.prune import prune
+
         results["routing"] = [apply_table(p, runner, check) for p in model.get("routing") or []]
+        # Uplinks gone from the inventory: their tables, rules, rt_tables.d entries, records.
+        results["routing"].append(prune(model, runner, paths, check))
     if "main-default" in parts and model.get("local_default"):
         results["main-default"] = ensure_main_default(model["local_default"], runner, check)
     if "main-default" in parts and model.get("own_traffic"):
@@ -144,6 +150,26 @@ def _boot(args, paths: Paths, runner: Runner) -> int:
     return 0
 
 
+def _teardown(args, paths: Paths, runner: Runner) -> int:
+    """Remove the kernel state the collection owns (the role removes the files after)."""
+    from engine.routing.prune import teardown
+    from engine.ruleset.apply import apply_policy
+
+    model = load_model(paths)
+    if not args.check:
+        mon.stop(paths)
+    backend = model["balance"].get("backend")
+    ruleset = apply_policy({"state": "absent", "backend": backend}, runner, args.check)
+    result = teardown(model, runner, paths, args.check)
+    result["commands"] = ruleset["commands"] + result["commands"]
+    result["changed"] = result["changed"] or ruleset["changed"]
+    if not args.check:
+        log_event(paths, f"teardown commands={len(result['commands'])}", "multihome")
+    _out(json.dumps(result, indent=2, sort_keys=True) if args.json else
+         ("would change" if args.check else "removed") if result["changed"] else "nothing of ours left")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="multihome", description="netops.multihome router control")
     sub = p.add_subparsers(dest="command", required=True)
@@ -155,6 +181,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--only", action="append", choices=PARTS)
     bt = sub.add_parser("boot", help="apply the saved model and start the monitor (no systemd)")
     bt.add_argument("--no-monitor", action="store_true")
+    td = sub.add_parser("teardown", help="remove every table, rule, ruleset and record of ours")
+    td.add_argument("--check", action="store_true")
+    td.add_argument("--json", action="store_true")
     mo = sub.add_parser("monitor", help="LSM plus the link watcher")
     group = mo.add_mutually_exclusive_group(required=True)
     for action in ("foreground", "start", "stop", "restart", "status"):
@@ -166,7 +195,7 @@ def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner
     args = parser().parse_args(argv)
     paths = paths or Paths.default()
     runner = runner or Runner()
-    handlers = {"status": _status, "apply": _apply, "monitor": _monitor, "boot": _boot}
+    handlers = {"status": _status, "apply": _apply, "monitor": _monitor, "boot": _boot, "teardown": _teardown}
     try:
         return handlers[args.command](args, paths, runner)
     except EngineError as exc:
