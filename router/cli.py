@@ -38,7 +38,8 @@ PARTS = ("sysctl", "routing", "main-default", "balance")
 DAEMON_LOG = "/var/log/netops-multihome/monitor.log"
 
 
-def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PARTS) -> Dict[str, Any]:
+def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PARTS,
+                management: Optional[str] = None, allow_management: bool = False) -> Dict[str, Any]:
     """Sysctl, routing tables, main default, balancing (with the recorded states)."""
     from engine.routing.main_default import ensure_main_default
     from engine.routing.sysctl import apply_sysctl
@@ -52,7 +53,8 @@ def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PA
 
         results["routing"] = [apply_table(p, runner, check) for p in model.get("routing") or []]
         # Uplinks gone from the inventory: their tables, rules, rt_tables.d entries, records.
-        results["routing"].append(prune(model, runner, paths, check))
+        results["routing"].append(prune(model, runner, paths, check, management=management,
+                                        allow_management=allow_management))
     if "main-default" in parts and model.get("local_default"):
         results["main-default"] = ensure_main_default(model["local_default"], runner, check)
     if "main-default" in parts and model.get("own_traffic"):
@@ -93,9 +95,16 @@ def _status(args, paths: Paths, runner: Runner) -> int:
 
 
 def _apply(args, paths: Paths, runner: Runner) -> int:
-    model = load_model(paths)
+    if args.model == "-":  # the model about to be installed, for a preflight check
+        try:
+            model = json.loads(sys.stdin.read())
+        except ValueError as exc:
+            raise EngineError(f"--model -: not a JSON model: {exc}") from exc
+    else:
+        model = load_model(paths)
     started = time.monotonic()
-    result = apply_model(model, paths, runner, args.check, tuple(args.only or PARTS))
+    result = apply_model(model, paths, runner, args.check, tuple(args.only or PARTS),
+                         args.management, args.allow_management_removal)
     result["seconds"] = round(time.monotonic() - started, 3)
     if result["changed"] and not args.check:
         log_event(paths, f"apply parts={','.join(args.only or PARTS)} changed "
@@ -179,6 +188,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--check", action="store_true", help="report what would change, change nothing")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--only", action="append", choices=PARTS)
+    ap.add_argument("--model", help="'-': read the model from stdin instead of the saved one")
+    ap.add_argument("--management", help="address of the management session: refuse removing its uplink")
+    ap.add_argument("--allow-management-removal", action="store_true")
     bt = sub.add_parser("boot", help="apply the saved model and start the monitor (no systemd)")
     bt.add_argument("--no-monitor", action="store_true")
     td = sub.add_parser("teardown", help="remove every table, rule, ruleset and record of ours")

@@ -57,6 +57,28 @@ def plug(lab, isp: str = "isp3", router_if: str = "wan3") -> float:
     return created
 
 
+# The administrator's own state on r1, which converges and removal must leave as it was.
+ADMIN_STATE = [
+    ["nft", "add", "table", "inet", "admin"],
+    ["nft", "add", "chain", "inet", "admin", "input",
+     "{ type filter hook input priority 10; policy accept; }"],
+    ["nft", "add", "rule", "inet", "admin", "input", "ip", "saddr", "10.99.0.0/24", "counter", "accept"],
+    ["iptables", "-A", "INPUT", "-s", "10.99.1.0/24", "-j", "ACCEPT"],
+    ["ip", "rule", "add", "priority", "100", "from", "10.99.2.0/24", "lookup", "main"],
+    ["ip", "route", "add", "10.98.0.0/24", "via", "198.51.100.1"],
+]
+
+
+def admin_snapshot(lab) -> dict:
+    cmds = {"rules4": ["ip", "-4", "rule"], "rules6": ["ip", "-6", "rule"],
+            "main4": ["ip", "-4", "route", "show", "table", "main"],
+            "main6": ["ip", "-6", "route", "show", "table", "main"],
+            "nft": ["nft", "list", "ruleset"],
+            "iptables": ["iptables", "-S"], "ip6tables": ["ip6tables", "-S"],
+            "rt_tables.d": ["ls", "/etc/iproute2/rt_tables.d"]}
+    return {k: lab.run("r1", v, check=False).stdout for k, v in cmds.items()}
+
+
 def sources(lab, n: int = 30) -> collections.Counter:
     return collections.Counter(lab.flows("c1", n) + lab.flows("c2", n))
 
@@ -70,6 +92,9 @@ def converged(lab):
     extra = lab.dir / "absent-isp3.yml"
     extra.write_text(yaml.safe_dump({"multihome_uplinks": host_vars["multihome_uplinks"]}))
     unplug(lab)
+    for argv in ADMIN_STATE:
+        lab.run("r1", argv)
+    lab.admin_before = admin_snapshot(lab)
     run = lab.playbook("-e", f"@{extra}")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert wait_for(lambda: statuses(lab)["isp1"] == "up" and statuses(lab)["isp2"] == "up", 15)
@@ -152,3 +177,54 @@ def test_the_routers_own_traffic_follows_failover_and_main_is_left_alone(converg
     assert wait_for(lambda: statuses(lab)["isp1"] == "up", 15)
     assert from_router(lab, "tcp") == [ISP1] * 3
     assert lab.run("r1", ["ip", "route", "show", "table", "main"]).stdout == main_before
+
+
+def test_removing_the_uplink_that_carries_the_management_session_is_refused(converged) -> None:
+    lab = converged
+    model = json.loads(lab.run("r1", ["cat", "/etc/netops-multihome/model.json"]).stdout)
+    model["routing"] = [r for r in model["routing"] if r["name"] != "mh_isp3"]
+    argv = ["multihome", "apply", "--check", "--only", "routing", "--model", "-", "--management", ISP3]
+    refused = lab.run("r1", argv, check=False, stdin=json.dumps(model))
+    assert refused.returncode == 1, refused.stdout
+    assert "without isp3" in refused.stderr and ISP3 in refused.stderr, refused.stderr
+    assert "multihome_allow_management_uplink_removal" in refused.stderr
+    allowed = lab.run("r1", [*argv, "--allow-management-removal", "--json"], stdin=json.dumps(model))
+    assert json.loads(allowed.stdout)["changed"]
+    assert "mh_isp3.conf" in lab.run("r1", ["ls", "/etc/iproute2/rt_tables.d"]).stdout  # --check
+
+
+def test_an_uplink_removed_from_the_inventory_leaves_nothing_behind(converged) -> None:
+    lab = converged
+    extra = lab.dir / "without-isp3.yml"
+    uplinks = yaml.safe_load((lab.dir / "absent-isp3.yml").read_text())["multihome_uplinks"]
+    extra.write_text(yaml.safe_dump({"multihome_uplinks": [u for u in uplinks if u["name"] != "isp3"]}))
+    table_id = json.loads(lab.run("r1", ["multihome", "status", "--json"]).stdout)["uplinks"][2]["table"]
+    run = lab.playbook("-e", f"@{extra}")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "mh_isp3.conf" not in lab.run("r1", ["ls", "/etc/iproute2/rt_tables.d"]).stdout
+    for fam in ("-4", "-6"):
+        rules = lab.run("r1", ["ip", fam, "rule"]).stdout
+        assert f"lookup {table_id}" not in rules and "mh_isp3" not in rules and "wan3" not in rules, rules
+    assert lab.run("r1", ["ip", "route", "show", "table", str(table_id)], check=False).stdout == ""
+    assert "isp3" not in lab.run("r1", ["ls", "/var/lib/netops-multihome/state"]).stdout
+    assert "wan3" not in lab.run("r1", ["nft", "list", "table", "inet", "netops_multihome"]).stdout
+    assert "isp3" not in lab.run("r1", ["cat", "/etc/netops-multihome/lsm.conf"]).stdout
+    assert statuses(lab) == {"isp1": "up", "isp2": "up"}
+
+
+def test_state_absent_removes_everything_ours_and_leaves_the_admins_state_byte_identical(converged) -> None:
+    lab = converged
+    run = lab.playbook("-e", "multihome_state=absent")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert admin_snapshot(lab) == lab.admin_before
+    for path in ("/etc/netops-multihome", "/usr/local/lib/netops-multihome", "/usr/local/sbin/multihome",
+                 "/etc/sysctl.d/90-netops-multihome.conf", "/var/lib/netops-multihome"):
+        assert lab.run("r1", ["test", "-e", path], check=False).returncode == 1, path
+    assert "multihome" not in lab.run("r1", ["ps", "-eo", "args"]).stdout
+    assert "lsm" not in lab.run("r1", ["ps", "-eo", "comm"]).stdout.split()
+
+
+def test_a_misspelt_multihome_state_is_refused_naming_it(converged) -> None:
+    run = converged.playbook("-e", "multihome_state=absnet")
+    assert run.returncode != 0
+    assert "multihome_state" in run.stdout and "absnet" in run.stdout and "present, absent" in run.stdout

@@ -13,6 +13,7 @@ import os
 import shutil
 from typing import Any, Dict, Iterable, List
 
+from ..errors import ValidationError
 from ..model import naming
 from ..paths import Paths
 from ..runner import Runner
@@ -43,15 +44,30 @@ def _stale_records(paths: Paths, keep: Iterable[str]) -> List[str]:
                   if not f.startswith(".") and f.split(".", 1)[0] not in keep)
 
 
+def _carries(runner: Runner, table_id: int, address: str) -> bool:
+    """Whether a rule sends replies from ADDRESS to that table (the session would break)."""
+    fam = "-6" if ":" in address else "-4"
+    rules = runner.run(["ip", "-N", fam, "rule", "show", "lookup", str(table_id)], check=False).stdout
+    return any(f"from {address} " in line or f"from {address}/" in line for line in rules.splitlines())
+
+
 def prune(model: Dict[str, Any], runner: Runner, paths: Paths, check: bool = False,
-          etc_dir: str = rt_tables.ETC_DIR) -> Dict[str, Any]:
-    """Remove the tables and records of uplinks the model no longer has."""
+          etc_dir: str = rt_tables.ETC_DIR, management: str | None = None,
+          allow_management: bool = False) -> Dict[str, Any]:
+    """Remove the tables and records of uplinks the model no longer has. The uplink whose
+    address carries the management session (MANAGEMENT) is refused unless allowed, before
+    anything is removed."""
     keep_tables = {r["name"] for r in model.get("routing") or []}
     keep_uplinks = [u["name"] for u in (model.get("balance") or {}).get("uplinks") or []]
+    stale = [m for m in owned_tables(etc_dir) if m.name not in keep_tables]
+    for mapping in stale:
+        if management and not allow_management and _carries(runner, mapping.table_id, management):
+            raise ValidationError(
+                "multihome_uplinks", f"without {mapping.name[len(naming.table_name('')):]}",
+                f"an inventory that keeps the uplink carrying this management session ({management}), "
+                "or multihome_allow_management_uplink_removal: true")
     commands: List[str] = []
-    for mapping in owned_tables(etc_dir):
-        if mapping.name in keep_tables:
-            continue
+    for mapping in stale:
         result = apply_table({"name": mapping.name, "id": mapping.table_id, "state": "absent"},
                              runner, check, etc_dir=etc_dir)
         commands += result["commands"] or [f"rm {mapping.path}"]
