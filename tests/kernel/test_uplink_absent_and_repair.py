@@ -197,7 +197,11 @@ def test_an_uplink_removed_from_the_inventory_leaves_nothing_behind(converged) -
     lab = converged
     extra = lab.dir / "without-isp3.yml"
     uplinks = yaml.safe_load((lab.dir / "absent-isp3.yml").read_text())["multihome_uplinks"]
-    extra.write_text(yaml.safe_dump({"multihome_uplinks": [u for u in uplinks if u["name"] != "isp3"]}))
+    lans = yaml.safe_load((ROOT / "lab/inventories/three_isp/host_vars/r1.yml").read_text())["multihome_lans"]
+    for lan in lans:  # isp3's delegated IPv6 prefix goes with it
+        lan["prefixes"] = [p for p in lan["prefixes"] if not p.startswith("2001:db8:301:")]
+    extra.write_text(yaml.safe_dump({"multihome_uplinks": [u for u in uplinks if u["name"] != "isp3"],
+                                     "multihome_lans": lans}))
     table_id = json.loads(lab.run("r1", ["multihome", "status", "--json"]).stdout)["uplinks"][2]["table"]
     run = lab.playbook("-e", f"@{extra}")
     assert run.returncode == 0, run.stdout[-3000:]
