@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import subprocess
 import sys
 import time
@@ -218,14 +219,15 @@ def test_an_uplink_removed_from_the_inventory_leaves_nothing_behind(converged) -
 
 def test_state_absent_removes_everything_ours_and_leaves_the_admins_state_byte_identical(converged) -> None:
     lab = converged
+    pids = lab.run("r1", ["sh", "-c", "cat /run/netops-multihome/*.pid"]).stdout.split()
+    assert len(pids) >= 3, pids  # the monitor and one LSM per present uplink
     run = lab.playbook("-e", "multihome_state=absent")
     assert run.returncode == 0, run.stdout[-3000:]
     assert admin_snapshot(lab) == lab.admin_before
     for path in ("/etc/netops-multihome", "/usr/local/lib/netops-multihome", "/usr/local/sbin/multihome",
                  "/etc/sysctl.d/90-netops-multihome.conf", "/var/lib/netops-multihome"):
         assert lab.run("r1", ["test", "-e", path], check=False).returncode == 1, path
-    assert "multihome" not in lab.run("r1", ["ps", "-eo", "args"]).stdout
-    assert "lsm" not in lab.run("r1", ["ps", "-eo", "comm"]).stdout.split()
+    assert wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids), 5), pids
 
 
 def test_a_misspelt_multihome_state_is_refused_naming_it(converged) -> None:
