@@ -219,8 +219,10 @@ def test_an_uplink_removed_from_the_inventory_leaves_nothing_behind(converged) -
 
 def test_state_absent_removes_everything_ours_and_leaves_the_admins_state_byte_identical(converged) -> None:
     lab = converged
-    pids = lab.run("r1", ["sh", "-c", "cat /run/netops-multihome/*.pid"]).stdout.split()
-    assert len(pids) >= 3, pids  # the monitor and one LSM per present uplink
+    monitor = lab.run("r1", ["cat", "/run/netops-multihome/monitor.pid"]).stdout.split()
+    children = lab.run("r1", ["ps", "-o", "pid=", "--ppid", monitor[0]]).stdout.split()
+    pids = monitor + children
+    assert len(pids) >= 3, pids  # the monitor, ip monitor and one LSM per present uplink
     run = lab.playbook("-e", "multihome_state=absent")
     assert run.returncode == 0, run.stdout[-3000:]
     assert admin_snapshot(lab) == lab.admin_before
