@@ -156,6 +156,16 @@ def test_an_interface_deleted_again_makes_the_uplink_absent_and_the_rest_keeps_w
     assert seen[ISP3] == 0 and seen[ISP1] > 0 and seen[ISP2] > 0, seen
 
 
+def test_boot_restore_succeeds_while_an_interface_is_absent(converged) -> None:
+    lab = converged
+    booted = lab.run("r1", ["multihome", "boot"], check=False)
+    assert booted.returncode == 0, booted.stderr
+    want = {"isp1": "up", "isp2": "up", "isp3": "absent"}
+    assert wait_for(lambda: statuses(lab) == want, 10), statuses(lab)
+    seen = sources(lab, 15)
+    assert seen[ISP1] > 0 and seen[ISP2] > 0 and seen[ISP3] == 0, seen
+
+
 def from_router(lab, proto: str) -> list:
     """Sources the internet server saw for 3 new flows opened by the router itself."""
     cmd = [sys.executable, str(ROOT / "lab" / "traffic.py"), "flows", "--dst", "203.0.113.10",
