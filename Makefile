@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 TIMED = @start=$$(date +%s); trap 'echo "== $@: $$(( $$(date +%s) - start ))s"' EXIT;
 
 .PHONY: setup build demo test lint ruff yamllint ansible-lint unit sanity role-readme docs ee \
-	integration molecule clean lab-up lab-down
+	kernel molecule clean lab-up lab-down
 
 setup: $(VENV)/.installed $(COLL_LINK)
 
@@ -29,7 +29,16 @@ $(COLL_LINK):
 demo: setup
 	bash lab/demo.sh
 
-test: setup lint unit sanity docs integration molecule
+# Every check, then one line: targets, tests passed (pytest and testinfra counts), minutes.
+TEST_TARGETS := lint unit sanity docs kernel molecule
+test: setup
+	@start=$$(date +%s); rc=0; mkdir -p .build; \
+	$(MAKE) --no-print-directory $(TEST_TARGETS) 2>&1 | tee .build/test.log || rc=$$?; \
+	passed=$$({ grep -oE '\b[0-9]+ passed' .build/test.log || true; } | awk '{n += $$1} END {print n + 0}'); \
+	verdict=$$([ $$rc = 0 ] && echo ok || echo FAILED); \
+	minutes=$$(awk -v s=$$(( $$(date +%s) - start )) 'BEGIN {printf "%.1f", s / 60}'); \
+	echo "make test $$verdict: $(words $(TEST_TARGETS)) targets ($(TEST_TARGETS)), $$passed tests passed, $$minutes min"; \
+	exit $$rc
 
 # ---------------------------------------------------------------- static checks
 lint: ruff yamllint ansible-lint
@@ -62,7 +71,7 @@ sanity: build
 	$(TIMED) bash scripts/ansible_test.sh .build/dist/netops-multihome.tar.gz $(BIN)
 
 role-readme: setup
-	$(PY) tests/unit/role_readme.py --write
+	$(PY) scripts/role_readme.py --write
 
 # ---------------------------------------------------------------- docs, changelog, EE
 docs: setup
@@ -90,8 +99,8 @@ ee: build
 	@echo "ansible-builder create: ok (.build/ee-context)"
 
 # ---------------------------------------------------------------- kernel tests (root)
-integration: setup
-	$(TIMED) $(PY) -m pytest -q tests/integration
+kernel: setup
+	$(TIMED) $(PY) -m pytest -q tests/kernel
 
 # Every scenario (molecule/shared holds their common create/destroy, not a scenario).
 molecule: setup

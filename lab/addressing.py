@@ -17,7 +17,11 @@ SERVER6 = ["2001:db8:ffff::10", "2001:db8:ffff::11", "2001:db8:ffff::12"]
 # (a VPN stand-in): what a router's "bypass" sends without NAT and without an ISP.
 SITE_NET4 = "203.0.113.128/25"
 SITE4 = "203.0.113.130"
-MAX_ISPS = 4
+MAX_ISPS = 16
+# Uplink /30s are numbered per router in blocks of at least 4 (so the hand-written
+# inventories keep their addresses); 198.51.100.0/24 holds 64 of them.
+MIN_STRIDE = 4
+UPLINK_SUBNETS = 64
 
 
 @dataclass
@@ -79,10 +83,15 @@ class Plan:
     description: str
     isps: Dict[str, Isp]
     routers: Dict[str, Router]
+    ha: Optional[dict] = None  # the ha_pair topology's shared segments (lab/ha_pair.py)
 
     @property
     def clients(self) -> List[Lan]:
-        return [lan for r in self.routers.values() for lan in r.lans]
+        """One LAN per client (an HA pair's routers share their LANs' clients)."""
+        seen: Dict[str, Lan] = {}
+        for lan in (lan for r in self.routers.values() for lan in r.lans):
+            seen.setdefault(lan.client, lan)
+        return list(seen.values())
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -90,7 +99,16 @@ class Plan:
         return asdict(self)
 
 
+def is_topology_file(name: str) -> bool:
+    """A topology given as a file path (generated ones) rather than a name in topologies/."""
+    return name.endswith(".json") or "/" in name
+
+
 def load_topology(name: str) -> dict:
+    if is_topology_file(name):
+        if not Path(name).is_file():
+            raise ValueError(f"topology file {name!r} does not exist")
+        return json.loads(Path(name).read_text())
     path = TOPOLOGY_DIR / f"{name}.json"
     if not path.is_file():
         known = sorted(p.stem for p in TOPOLOGY_DIR.glob("*.json"))
@@ -110,16 +128,26 @@ def build_plan(name: str) -> Plan:
             index=k,
             upstream4=f"192.0.2.{base + 1}/30",
             inet4=f"192.0.2.{base + 2}/30",
-            upstream6=f"2001:db8:ff0{k}::1/64",
-            inet6=f"2001:db8:ff0{k}::2/64",
+            upstream6=f"2001:db8:ff{k:02x}::1/64",
+            inet6=f"2001:db8:ff{k:02x}::2/64",
         )
+    stride = max(MIN_STRIDE, len(isps))
+    if stride * len(topo["routers"]) > UPLINK_SUBNETS:
+        raise ValueError(
+            f"{len(topo['routers'])} routers x {stride} uplink subnets exceed the {UPLINK_SUBNETS} /30s "
+            "of 198.51.100.0/24"
+        )
+    if topo.get("ha_pair"):
+        from ha_pair import plan_ha_pair
+
+        return plan_ha_pair(name, topo, isps)
     routers: Dict[str, Router] = {}
     client_no = 0
     for r, (rname, rdef) in enumerate(topo["routers"].items(), start=1):
         router = Router(name=rname, index=r)
         for isp_name in rdef["uplinks"]:
             k = isps[isp_name].index
-            link = (r - 1) * MAX_ISPS + (k - 1)
+            link = (r - 1) * stride + (k - 1)
             router.uplinks.append(
                 Uplink(
                     router=rname,

@@ -17,13 +17,13 @@ step "lab up ($NAME)"
 step "site.yml"
 "$PLAYBOOK" -i "/tmp/mhlab-$NAME/inventory" playbooks/site.yml
 
-"$PY" - "$NAME" <<'PYEOF'
+rc=0
+"$PY" - "$NAME" <<'PYEOF' || rc=$?
 import collections
 import sys
-import time
 
 sys.path.insert(0, "tests")
-from harness import Lab  # noqa: E402
+from harness import Lab, wait_for  # noqa: E402
 
 lab = Lab(sys.argv[1])
 lab.up()
@@ -42,32 +42,32 @@ def burst(n=12, show=True):
     return seen
 
 
-def wait(pred, timeout):
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if pred():
-            return time.monotonic() - start
-    return None
-
-
 step("waiting for LSM's first verdicts")
-wait(lambda: "probe=up" in lab.run("r1", ["cat", "/var/lib/netops-multihome/state/isp2"], check=False).stdout, 10)
+wait_for(lambda: "probe=up" in lab.run("r1", ["cat", "/var/lib/netops-multihome/state/isp2"], check=False).stdout, 10)
 step("multihome status")
 print(lab.run("r1", ["multihome", "status"]).stdout)
 step("12 new flows from c1: the ISP each took")
 burst()
 step("cutting isp1's upstream (the link to r1 stays up)")
 lab.cut_upstream("isp1")
-took = wait(lambda: set(burst(4, show=False)) == {"isp2"}, 15)
+took = wait_for(lambda: set(burst(4, show=False)) == {"isp2"}, 15)
 burst()
 print(f"  new flows all via isp2 {took:.2f} s after the cut" if took else "  failover did not happen!")
 print(lab.run("r1", ["multihome", "status"]).stdout)
 step("restoring isp1's upstream")
 lab.restore_upstream("isp1")
-back = wait(lambda: "isp1" in burst(4, show=False), 20)
+back = wait_for(lambda: "isp1" in burst(4, show=False), 20)
 burst()
 print(f"  isp1 back in rotation {back:.2f} s after the restore" if back else "  isp1 did not come back!")
 step("hook events")
 print(lab.run("r1", ["tail", "-n", "4", "/var/log/netops-multihome/events.log"]).stdout)
 sys.exit(0 if took and back else 1)
 PYEOF
+
+step "the lab is still running"
+env=""
+[ "$NAME" = mh ] || env="MHLAB_NAME=$NAME "
+echo "  look around:  ${env}$PY lab/mhlab.py exec r1 -- multihome status"
+echo "                ${env}$PY lab/mhlab.py exec r1 -- nft list ruleset"
+echo "  tear down:    ${env}make lab-down"
+exit $rc

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """mhlab: build, inspect and tear down the namespace lab (standard library only).
 
-    mhlab.py up     [--topology default] [--name mh]   idempotent
+    mhlab.py up     [--topology default] [--name mh]   idempotent; --topology NAME or FILE.json
     mhlab.py down   [--name mh]                        leaves nothing behind
     mhlab.py status [--name mh] [--json]
     mhlab.py exec   [--name mh] NODE -- CMD...         run CMD inside a node
+    mhlab.py reboot [--name mh] ROUTER                 power-cycle a systemd-booted router
     mhlab.py plan   [--topology default]               print the addressing plan
 
 Every node is a network namespace called NAME-NODE. Routers also get their own mount
 namespace (overlays on /etc, /var and /usr/local, a fresh tmpfs on /run) anchored by a
 per-router sshd on a management link from the host, so they are driven like real ones.
+A router with "init": "systemd" in its topology instead boots Debian (--release) with
+systemd as PID 1 under systemd-nspawn in its namespace, its sshd on the same link (nspawn.py).
 """
 from __future__ import annotations
 
@@ -29,7 +32,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from addressing import SERVER4, SERVER6, SITE4, Plan, build_plan
+import ha_pair
+import nspawn
+from addressing import SERVER4, SERVER6, SITE4, Plan, build_plan, is_topology_file, load_topology
 
 LAB_DIR = Path(__file__).resolve().parent
 REQUIRED_TOOLS = ["ip", "nft", "nsenter", "unshare", "mount", "ssh-keygen", "ssh"]
@@ -91,6 +96,10 @@ def used_slots() -> set:
             slots.add(json.loads(path.read_text())["slot"])
         except (ValueError, KeyError, OSError):
             continue
+    # Labs still being built have only claimed their slot (state.json comes at the end).
+    for path in Path("/tmp").glob("mhlab-*/slot"):
+        with contextlib.suppress(ValueError, OSError):
+            slots.add(int(path.read_text()))
     return slots
 
 
@@ -115,7 +124,10 @@ def is_healthy(name: str, state: dict) -> bool:
     if not expected.issubset(set(lab_namespaces(name))):
         return False
     for router, info in state["routers"].items():
-        if read_pid(labdir(name) / router / "sshd.pid") is None:
+        if router in state.get("booted", {}):
+            if nspawn.leader_pid(labdir(name) / router) is None:
+                return False
+        elif read_pid(labdir(name) / router / "sshd.pid") is None:
             return False
         if not tcp_open(info["mgmt"], 22):
             return False
@@ -183,7 +195,8 @@ def isp_ruleset(plan: Plan, isp: str) -> str:
         "  chain antispoof {",
         "    type filter hook forward priority 0; policy accept;",
     ]
-    for router in plan.routers.values():
+    lines += ha_pair.antispoof_rules(plan, isp) if plan.ha else []
+    for router in [] if plan.ha else plan.routers.values():
         for up in router.uplinks:
             if up.isp != isp:
                 continue
@@ -198,7 +211,7 @@ def isp_ruleset(plan: Plan, isp: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(name: str, plan: Plan, slot: int) -> dict:
+def build(name: str, plan: Plan, slot: int, booted: Dict[str, str]) -> dict:
     d = labdir(name)
     nodes = ["inet", *plan.isps, *plan.routers, *(lan.client for lan in plan.clients)]
     for node in nodes:
@@ -223,43 +236,10 @@ def build(name: str, plan: Plan, slot: int) -> dict:
         sysctl(n_isp, "net.ipv6.conf.all.forwarding", "1")
 
     routers_state: Dict[str, dict] = {}
+    if plan.ha:
+        ha_pair.link_routers(name, plan)
     for router in plan.routers.values():
-        n_r = ns(name, router.name)
-        sysctl(n_r, "net.ipv4.ip_forward", "0")
-        sysctl(n_r, "net.ipv6.conf.all.forwarding", "0")
-        for up in router.uplinks:
-            n_isp = ns(name, up.isp)
-            veth(n_isp, up.isp_if, n_r, up.router_if)
-            addr(n_r, up.router_if, up.address4)
-            addr(n_r, up.router_if, up.address6)
-            addr(n_isp, up.isp_if, up.gateway4 + "/30")
-            addr(n_isp, up.isp_if, up.gateway6 + "/64")
-            route(n_isp, up.delegated6, "via", up.address6.split("/")[0])
-        first = router.uplinks[0]
-        route(n_r, "default", "via", first.gateway4, "dev", first.router_if)
-        route(n_r, "default", "via", first.gateway6, "dev", first.router_if)
-        for lan in router.lans:
-            n_c = ns(name, lan.client)
-            veth(n_r, lan.name, n_c, "eth0")
-            addr(n_r, lan.name, lan.router4)
-            addr(n_c, "eth0", lan.client4)
-            for a in lan.router6:
-                addr(n_r, lan.name, a)
-            for a in lan.client6:
-                addr(n_c, "eth0", a)
-            route(n_c, "default", "via", lan.router4.split("/")[0])
-            route(n_c, "default", "via", lan.router6[0].split("/")[0])
-        if router.site:
-            site_link(name, router)
-        host_if = f"{name}-m{router.index}"
-        mgmt_host = f"{MGMT_BASE}.{slot}.{4 * (router.index - 1) + 1}"
-        mgmt_router = f"{MGMT_BASE}.{slot}.{4 * (router.index - 1) + 2}"
-        sh(["ip", "link", "add", host_if, "type", "veth", "peer", "name", "mgmt0", "netns", n_r])
-        sh(["ip", "link", "set", host_if, "up"])
-        sh(["ip", "addr", "add", f"{mgmt_host}/30", "dev", host_if])
-        ipn(n_r, "link", "set", "mgmt0", "up")
-        addr(n_r, "mgmt0", f"{mgmt_router}/30")
-        routers_state[router.name] = {"mgmt": mgmt_router, "mgmt_host_if": host_if}
+        routers_state[router.name] = wire_router(name, plan, router.name, slot)
 
     for isp in plan.isps:
         upstream_routes(name, plan, isp)
@@ -268,9 +248,95 @@ def build(name: str, plan: Plan, slot: int) -> dict:
     keyfile = d / "id_ed25519"
     sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"mhlab-{name}", "-f", str(keyfile)])
     for rname, info in routers_state.items():
-        start_router(name, rname, info["mgmt"], keyfile)
+        if rname in booted:
+            boot_router(name, rname, booted[rname], info["mgmt"])
+        else:
+            start_router(name, rname, info["mgmt"], keyfile)
     start_server(name)
-    return {"routers": routers_state, "nodes": nodes}
+    return {"routers": routers_state, "nodes": nodes, "booted": booted}
+
+
+def boot_router(name: str, router: str, release: str, mgmt: str) -> float:
+    """Boot a systemd router on its own disk (overlay on the release's cached tree); the
+    lab's tools are bound read-only at their host path. Seconds until sshd answered."""
+    rdir = labdir(name) / router
+    nspawn.prepare(rdir, nspawn.rootfs(release, log=print), router,
+                   (labdir(name) / "id_ed25519.pub").read_text())
+    started = time.monotonic()
+    nspawn.boot(rdir, ns(name, router), ns(name, router), binds=[str(LAB_DIR)])
+    deadline = started + nspawn.BOOT_TIMEOUT
+    while not tcp_open(mgmt, 22):
+        if time.monotonic() > deadline or nspawn.nspawn_pid(rdir) is None:
+            log = nspawn.node_paths(rdir)["log"]
+            raise LabError(f"router {router} did not boot to sshd on {mgmt}:22; see {log}")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def reboot(name: str, router: str) -> float:
+    """Power-cycle a systemd router: clean shutdown, a fresh network namespace (the
+    kernel forgets every route, rule, ruleset and sysctl, as on real hardware), the
+    lab's cabling again, boot from the same disk. Seconds from power-on to sshd."""
+    state = read_state(name)
+    if state is None or router not in state.get("booted", {}):
+        raise LabError(f"no systemd-booted router {router!r} in lab {name!r}")
+    nspawn.stop(labdir(name) / router)
+    netns = ns(name, router)
+    kill_pids([int(p) for p in sh(["ip", "netns", "pids", netns], check=False).split()])
+    sh(["ip", "netns", "del", netns])
+    add_node(netns)
+    plan = build_plan(state["topology"])
+    wire_router(name, plan, router, state["slot"])
+    return boot_router(name, router, state["booted"][router], state["routers"][router]["mgmt"])
+
+
+def wire_router(name: str, plan: Plan, rname: str, slot: int) -> dict:
+    """The router's links and addresses (its LANs' clients included) and its management
+    link from the host; run again on a fresh namespace when a booted router reboots."""
+    router = plan.routers[rname]
+    n_r = ns(name, router.name)
+    if not plan.ha:
+        link_router(name, router)
+    host_if = f"{name}-m{router.index}"
+    mgmt_host = f"{MGMT_BASE}.{slot}.{4 * (router.index - 1) + 1}"
+    mgmt_router = f"{MGMT_BASE}.{slot}.{4 * (router.index - 1) + 2}"
+    sh(["ip", "link", "add", host_if, "type", "veth", "peer", "name", "mgmt0", "netns", n_r])
+    sh(["ip", "link", "set", host_if, "up"])
+    sh(["ip", "addr", "add", f"{mgmt_host}/30", "dev", host_if])
+    ipn(n_r, "link", "set", "mgmt0", "up")
+    addr(n_r, "mgmt0", f"{mgmt_router}/30")
+    return {"mgmt": mgmt_router, "mgmt_host_if": host_if}
+
+
+def link_router(name: str, router) -> None:
+    """A plain router's own links: one per ISP, one per LAN (with its client)."""
+    n_r = ns(name, router.name)
+    sysctl(n_r, "net.ipv4.ip_forward", "0")
+    sysctl(n_r, "net.ipv6.conf.all.forwarding", "0")
+    for up in router.uplinks:
+        n_isp = ns(name, up.isp)
+        veth(n_isp, up.isp_if, n_r, up.router_if)
+        addr(n_r, up.router_if, up.address4)
+        addr(n_r, up.router_if, up.address6)
+        addr(n_isp, up.isp_if, up.gateway4 + "/30")
+        addr(n_isp, up.isp_if, up.gateway6 + "/64")
+        route(n_isp, up.delegated6, "via", up.address6.split("/")[0])
+    first = router.uplinks[0]
+    route(n_r, "default", "via", first.gateway4, "dev", first.router_if)
+    route(n_r, "default", "via", first.gateway6, "dev", first.router_if)
+    for lan in router.lans:
+        n_c = ns(name, lan.client)
+        veth(n_r, lan.name, n_c, "eth0")
+        addr(n_r, lan.name, lan.router4)
+        addr(n_c, "eth0", lan.client4)
+        for a in lan.router6:
+            addr(n_r, lan.name, a)
+        for a in lan.client6:
+            addr(n_c, "eth0", a)
+        route(n_c, "default", "via", lan.router4.split("/")[0])
+        route(n_c, "default", "via", lan.router6[0].split("/")[0])
+    if router.site:
+        site_link(name, router)
 
 
 def site_link(name: str, router) -> None:
@@ -396,6 +462,15 @@ def start_server(name: str) -> None:
         time.sleep(0.05)
 
 
+def role_vars_dir(topology: str) -> Path:
+    """Where a topology's group_vars/ and host_vars/ live: inventories/NAME for a named one,
+    the directory beside a topology file with the file's stem (gen.json -> gen/)."""
+    if is_topology_file(topology):
+        path = Path(topology).resolve()
+        return path.with_name(path.stem)
+    return LAB_DIR / "inventories" / topology
+
+
 def write_inventory(name: str, topology: str, state: dict) -> Path:
     d = labdir(name) / "inventory"
     d.mkdir(parents=True, exist_ok=True)
@@ -411,7 +486,7 @@ def write_inventory(name: str, topology: str, state: dict) -> Path:
     inv = {"all": {"children": {"routers": {"hosts": hosts}}}}
     # JSON is valid YAML; keeps the tool free of third-party modules.
     (d / "hosts.yml").write_text(json.dumps(inv, indent=2) + "\n")
-    src = LAB_DIR / "inventories" / topology
+    src = role_vars_dir(topology)
     for sub in ("group_vars", "host_vars"):
         if (src / sub).is_dir():
             shutil.copytree(src / sub, d / sub, dirs_exist_ok=True)
@@ -420,11 +495,25 @@ def write_inventory(name: str, topology: str, state: dict) -> Path:
 
 # ---------------------------------------------------------------- commands
 
-def up(name: str, topology: str) -> dict:
+def booted_routers(topology: str, release: Optional[str]) -> Dict[str, str]:
+    """Routers of TOPOLOGY that boot systemd, with their Debian release (--release wins)."""
+    routers = load_topology(topology)["routers"]
+    found = {r: release or d.get("release", nspawn.DEFAULT_RELEASE)
+             for r, d in routers.items() if d.get("init") == "systemd"}
+    for rel in set(found.values()):
+        nspawn.check_release(rel)
+    return found
+
+
+def up(name: str, topology: str, release: Optional[str] = None) -> dict:
     preflight()
     check_name(name)
+    if is_topology_file(topology):
+        topology = str(Path(topology).resolve())
+    booted = booted_routers(topology, release)
     state = read_state(name)
-    if state and state["topology"] == topology and is_healthy(name, state):
+    if (state and state["topology"] == topology and state.get("booted", {}) == booted
+            and is_healthy(name, state)):
         return state
     if state or lab_namespaces(name):
         down(name)
@@ -432,8 +521,9 @@ def up(name: str, topology: str) -> dict:
     free = sorted(set(range(1, 250)) - used_slots())
     d = labdir(name)
     d.mkdir(mode=0o700, parents=True)
+    (d / "slot").write_text(f"{free[0]}\n")
     try:
-        built = build(name, plan, free[0])
+        built = build(name, plan, free[0], booted)
     except BaseException:
         down(name)
         raise
@@ -465,6 +555,8 @@ def down(name: str) -> None:
     preflight()
     check_name(name)
     d = labdir(name)
+    for node_dir in d.glob("*/nspawn.pid") if d.exists() else []:
+        nspawn.remove(node_dir.parent)
     for pidfile in d.glob("*.pid") if d.exists() else []:
         pid = read_pid(pidfile)
         if pid:
@@ -503,6 +595,8 @@ def exec_argv(name: str, node: str, cmd: Sequence[str]) -> List[str]:
         raise LabError(f"lab {name!r} is not up (run: mhlab.py up --name {name})")
     if node not in state["nodes"]:
         raise LabError(f"unknown node {node!r}; nodes: {', '.join(state['nodes'])}")
+    if node in state.get("booted", {}):
+        return nspawn.exec_argv(labdir(name) / node, cmd)
     if node in state["routers"]:
         pid = read_pid(labdir(name) / node / "sshd.pid")
         if pid is None:
@@ -514,11 +608,16 @@ def exec_argv(name: str, node: str, cmd: Sequence[str]) -> List[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="mhlab", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for cmd in ("up", "down", "status", "exec", "plan"):
+    for cmd in ("up", "down", "status", "exec", "plan", "reboot"):
         sp = sub.add_parser(cmd)
         sp.add_argument("--name", default=os.environ.get("MHLAB_NAME", "mh"))
         if cmd in ("up", "plan"):
             sp.add_argument("--topology", default="default")
+        if cmd == "up":
+            sp.add_argument("--release", choices=sorted(nspawn.RELEASES),
+                            help="Debian release of the systemd-booted routers (default: the topology's)")
+        if cmd == "reboot":
+            sp.add_argument("router")
         if cmd == "status":
             sp.add_argument("--json", action="store_true")
         if cmd == "exec":
@@ -532,10 +631,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.cmd == "_router-init":
             router_init(args.name, args.router)
         elif args.cmd == "up":
-            state = up(args.name, args.topology)
+            state = up(args.name, args.topology, args.release)
             print(f"lab {args.name} up ({state['topology']}): inventory {labdir(args.name) / 'inventory'}")
             for r, info in state["routers"].items():
                 print(f"  {r}: ssh -i {labdir(args.name) / 'id_ed25519'} root@{info['mgmt']}")
+        elif args.cmd == "reboot":
+            seconds = reboot(args.name, args.router)
+            print(f"{args.router} rebooted; sshd answered {seconds:.1f} s after power-on")
         elif args.cmd == "down":
             down(args.name)
             print(f"lab {args.name} down")
@@ -557,7 +659,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise LabError("exec: give a command after --")
             argv2 = exec_argv(args.name, args.node, cmd)
             os.execvp(argv2[0], argv2)
-    except (LabError, ValueError) as exc:
+    except (LabError, nspawn.NspawnError, ValueError) as exc:
         print(f"mhlab: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -11,13 +11,15 @@ it arrived (after any NAT on the way), so a client learns which uplink carried e
 `flows` prints a JSON list, one entry per flow: the address seen, or "error:<reason>";
 several --src addresses are used in turn, and --parallel opens that many flows at once.
 `stream` holds long-lived flows and prints, per flow, the sources seen, the longest gap
-between answers (a stall), and whether the flow was reset or broke.
+between answers (a stall), and whether the flow was reset or broke; it ends after --duration
+or on SIGUSR1, whichever comes first.
 Standard library only; runs inside the lab's namespaces.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import socket
 import sys
 import threading
@@ -205,13 +207,14 @@ class Stream:
 def stream(dst: str, port: int, count: int, duration: float, interval: float, proto: str,
            src: Optional[str]) -> List[dict]:
     streams = [Stream(dst, port, proto, src) for _ in range(count)]
-    stop = threading.Event()
+    stop, ended = threading.Event(), threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: ended.set())
     threads = [threading.Thread(target=s.receive_loop, args=(stop,), daemon=True) for s in streams]
     start = time.monotonic()
     for t in threads:
         t.start()
     print(json.dumps({"ready": [s.local for s in streams]}), flush=True)
-    while time.monotonic() - start < duration:
+    while time.monotonic() - start < duration and not ended.is_set():
         for s in streams:
             if s.error is None:
                 s.send()

@@ -4,7 +4,8 @@
   multihome apply [--check] [--json] [--only PART ...]
                                        make the kernel match the saved model
   multihome boot                       apply, then start the monitor (hosts without systemd)
-  multihome monitor --foreground|--start|--stop|--restart
+  multihome monitor --foreground|--start|--stop|--restart|--status
+  multihome monitor --verify [--wait S]  one monitor with one LSM per uplink, stable (JSON)
   multihome teardown [--check] [--json]
                                        remove every table, rule, ruleset and record of ours
 """
@@ -23,6 +24,7 @@ from engine.paths import Paths
 from engine.runner import Runner
 
 from . import monitor as mon
+from .monitorcheck import verify as verify_monitor
 
 
 # Output goes through these rather than print(): ansible-test reserves print() for modules.
@@ -123,7 +125,20 @@ def _monitor_argv() -> List[str]:
     return [os.path.realpath(sys.argv[0]), "monitor", "--foreground"]
 
 
+def _verify_monitor(args, paths: Paths, runner: Runner) -> int:
+    with open(paths.lsm_conf, encoding="utf-8") as fh:
+        expected = set(mon.split_lsm_config(fh.read()))
+    # An absent uplink (its interface does not exist) has no LSM until it appears.
+    links = mon.read_carriers(runner)
+    expected -= {u["name"] for u in load_model(paths)["balance"]["uplinks"] if u["interface"] not in links}
+    result = verify_monitor(expected, paths, args.wait)
+    _out(json.dumps(result, sort_keys=True))
+    return 0 if result["ok"] else 1
+
+
 def _monitor(args, paths: Paths, runner: Runner) -> int:
+    if args.action == "verify":
+        return _verify_monitor(args, paths, runner)
     if args.action == "foreground":
         return mon.Monitor(paths, runner).run()
     if args.action in ("stop", "restart"):
@@ -198,8 +213,10 @@ def parser() -> argparse.ArgumentParser:
     td.add_argument("--json", action="store_true")
     mo = sub.add_parser("monitor", help="LSM plus the link watcher")
     group = mo.add_mutually_exclusive_group(required=True)
-    for action in ("foreground", "start", "stop", "restart", "status"):
+    for action in ("foreground", "start", "stop", "restart", "status", "verify"):
         group.add_argument(f"--{action}", dest="action", action="store_const", const=action)
+    mo.add_argument("--wait", type=float, default=15.0,
+                    help="--verify: seconds to wait for the monitor and one LSM per uplink")
     return p
 
 

@@ -32,10 +32,10 @@ from engine.runner import Runner
 
 from .hook import process as process_hook_event
 from .kernel_events import WATCH, LineReader, classify
+from .lsmbinary import find_lsm
 from .repair import Repairs
 
 IDENT = "multihome-monitor"
-LSM = "lsm"
 _BLOCK = re.compile(r"^(defaults|connection|group)\s*\{(.*?)^\}", re.M | re.S)
 _NAME = re.compile(r"^\s*name=(\S+)", re.M)
 
@@ -122,6 +122,7 @@ class Monitor:
     def _start_lsm(self, only: Optional[str] = None) -> None:
         if not self.model["failover"].get("enabled", True):
             return
+        lsm = find_lsm().path
         os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
         with open(self.paths.lsm_conf, encoding="utf-8") as fh:
             configs = split_lsm_config(fh.read())
@@ -133,7 +134,7 @@ class Monitor:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
             self.lsm[uplink] = subprocess.Popen(
-                [LSM, "--no-fork", "--config", conf,
+                [lsm, "--no-fork", "--config", conf,
                  "--pidfile", os.path.join(self.paths.run_dir, f"lsm-{uplink}.pid")],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
@@ -196,6 +197,8 @@ class Monitor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_hup)
+        if self.model["failover"].get("enabled", True):
+            find_lsm()  # no LSM: fail now, before starting anything
         # Watch first so no link event between the initial read and the watch is lost.
         self.watch = subprocess.Popen(WATCH, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         assert self.watch.stdout is not None

@@ -11,6 +11,7 @@ from engine.failover.state import uplink_names, uplink_state
 from engine.paths import Paths
 from engine.runner import Runner
 
+from . import ha_status
 from .monitor import read_carriers
 
 _MARK = re.compile(r"\bmark=(\d+)")
@@ -70,7 +71,7 @@ def collect(model: dict, paths: Paths, runner: Runner, drift: Optional[bool] = N
     return {
         "backend": model["balance"].get("backend"), "mode": model["balance"].get("mode"),
         "failover": model["failover"].get("enabled"), "ruleset_in_sync": drift is None or not drift,
-        "uplinks": uplinks,
+        "uplinks": uplinks, "ha": ha_status.collect(model, runner),
     }
 
 
@@ -91,7 +92,8 @@ def render_text(status: Dict[str, Any]) -> str:
         rows.append((u["name"], u["interface"], u["state"], _age(u["since"]), str(u["weight"]),
                      str(u["tier"]), str(u["flows"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [head, ""] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = [head, *ha_status.render_lines(status.get("ha")), ""]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     events = [f"  {u['name']}: {u['last_event']}" for u in status["uplinks"] if u["last_event"]]
     if events:
         lines += ["", "last events:", *events]

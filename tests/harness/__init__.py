@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,15 +30,21 @@ import mhlab  # noqa: E402
 class Lab:
     """A running lab. Node names are the topology's: r1, c1, c2, isp1, isp2, inet, ..."""
 
-    def __init__(self, name: str, topology: str = "default") -> None:
+    def __init__(self, name: str, topology: str = "default", release: Optional[str] = None) -> None:
         self.name = name
         self.topology = topology
+        self.release = release  # Debian release of systemd-booted routers (topology's default)
         self.state: dict = {}
 
     # ------------------------------------------------------------ lifecycle
     def up(self) -> Lab:
-        self.state = mhlab.up(self.name, self.topology)
+        self.state = mhlab.up(self.name, self.topology, self.release)
         return self
+
+    def reboot(self, router: str = "r1") -> float:
+        """Power-cycle a systemd-booted router (fresh kernel state, same disk); seconds
+        from power-on until its sshd answered."""
+        return mhlab.reboot(self.name, router)
 
     def down(self) -> None:
         mhlab.down(self.name)
@@ -83,13 +90,32 @@ class Lab:
         return subprocess.Popen(self.argv(node, cmd), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
-    def playbook(self, *extra: str, playbook: Optional[Path] = None) -> subprocess.CompletedProcess:
-        """Run site.yml (or PLAYBOOK) against this lab's inventory with this checkout's collection."""
+    def playbook(self, *extra: str, playbook: Optional[Path] = None,
+                 inventory: Optional[Path] = None) -> subprocess.CompletedProcess:
+        """Run site.yml (or PLAYBOOK) against this lab's inventory (or INVENTORY) with this
+        checkout's collection."""
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
                    ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1")
-        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.inventory),
+        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory or self.inventory),
                 str(playbook or ROOT / "playbooks" / "site.yml"), *extra]
         return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+
+    def snapshot(self, router: str = "r1") -> Dict[str, str]:
+        """Everything a converge could change on ROUTER: rulesets, policy rules, routes,
+        forwarding and reverse-path settings, the files the role writes."""
+        cmds = {
+            "nft": ["nft", "list", "ruleset"],
+            "iptables": ["sh", "-c", "{ iptables-save; ip6tables-save; } | grep -v '^#'"],
+            "rules4": ["ip", "rule"],
+            "rules6": ["ip", "-6", "rule"],
+            "routes4": ["ip", "route", "show", "table", "all"],
+            "routes6": ["ip", "-6", "route", "show", "table", "all"],
+            "sysctl": ["sh", "-c", "sysctl -a 2>/dev/null | grep -E 'forwarding|rp_filter|src_valid_mark'"],
+            "files": ["sh", "-c", "find /etc/netops-multihome /etc/sysctl.d /etc/iproute2 /etc/systemd/system"
+                      " /usr/local/lib/netops-multihome /usr/local/sbin -type f 2>/dev/null"
+                      " | sort | xargs -r sha256sum"],
+        }
+        return {key: self.run(router, argv, check=False).stdout for key, argv in cmds.items()}
 
     def ssh(self, router: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a shell command on a router the way an administrator does: over SSH."""
@@ -141,8 +167,9 @@ class Lab:
     def stream(self, client: str, count: int = 4, duration: float = 10.0, proto: str = "tcp",
                family: int = 4, interval: float = 0.05, src: Optional[str] = None,
                dst: Optional[str] = None) -> Iterator[StreamHandle]:
-        """Hold COUNT long-lived flows for DURATION seconds while the body runs.
-        After the block, `handle.reports` holds per flow: sources seen, max_gap (s), error."""
+        """Hold COUNT long-lived flows for DURATION seconds (or until `handle.end_early()`)
+        while the body runs. After the block, `handle.reports` holds per flow: sources seen,
+        max_gap (s), error."""
         dst = dst or (SERVER4 if family == 4 else SERVER6)
         cmd = [sys.executable, "-u", str(TRAFFIC), "stream", "--dst", dst, "--port", str(PORT),
                "--count", str(count), "--duration", str(duration), "--proto", proto,
@@ -262,6 +289,10 @@ class StreamHandle:
             err = self.proc.stderr.read() if self.proc.stderr else ""
             raise AssertionError("stream client failed to start: " + err)
         self.local_ports = json.loads(line)["ready"]
+
+    def end_early(self) -> None:
+        """End the streams now instead of at their duration (the report covers until now)."""
+        self.proc.send_signal(signal.SIGUSR1)
 
     def finish(self, timeout: float) -> None:
         out, err = self.proc.communicate(timeout=timeout)

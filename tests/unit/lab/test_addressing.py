@@ -54,7 +54,8 @@ def test_two_routers_have_disjoint_lans_and_links() -> None:
 
 
 def test_unknown_topology_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="unknown topology 'x'; known: default, three_isp, two_routers"):
+    known = "default, ha_pair, systemd, three_isp, two_routers"
+    with pytest.raises(ValueError, match=f"unknown topology 'x'; known: {known}"):
         build_plan("x")
 
 

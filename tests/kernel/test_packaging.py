@@ -40,7 +40,7 @@ MUST_SHIP = [
     "roles/multihome/files/multihome-hook",
     "roles/multihome/README.md",
 ]
-MUST_NOT_SHIP = ("lab/", "bench/", "molecule/", "tests/integration/", "tests/harness/", ".build/",
+MUST_NOT_SHIP = ("lab/", "bench/", "molecule/", "tests/kernel/", "tests/harness/", ".build/",
                  ".venv/", ".git/", ".ci/", "__pycache__", ".pytest_cache", ".ruff_cache")
 
 

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import pytest
-from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import ValidationError
+from ansible_collections.netops.multihome.plugins.module_utils.engine.errors import (
+    EngineError,
+    ValidationError,
+)
 from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset import apply as balance
 from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult, Runner
 from harness import Lab
@@ -306,15 +311,38 @@ def test_reference_article_rules_leak_retransmitted_syns_as_spoofed(router: Lab)
     assert spoofed > 0
 
 
+@contextmanager
+def marked_flows_take_uplink_tables(lab: Lab) -> Iterator[None]:
+    """Without the main-table suppress rule (priority 999) a marked packet follows its uplink
+    table's default route even where main has a route: a LAN-to-LAN or bypass flow marked by
+    mistake then leaves by an ISP, NATed, and never reaches its peer."""
+    suppress = ["priority", "999", "lookup", "main", "suppress_prefixlength", "0"]
+    lab.run("r1", ["ip", "rule", "del", *suppress])
+    try:
+        yield
+    finally:
+        lab.run("r1", ["ip", "rule", "add", *suppress])
+
+
+def ct_marks(lab: Lab, dst: str) -> List[int]:
+    """The conntrack marks of the router's entries towards DST."""
+    out = lab.run("r1", ["conntrack", "-L", "-d", dst], check=False).stdout
+    return [int(mark) for mark in re.findall(r"\bmark=(\d+)", out)]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_lan_to_lan_pins_and_bypass(router: Lab, backend: str) -> None:
+def test_lan_to_lan_and_bypass_flows_are_unmarked_and_keep_their_source_pins_follow_uplinks(
+        router: Lab, backend: str) -> None:
     params = rotation_start(router, backend, "round_robin")
-    with router.serve("c1", 5001), router.serve("c2", 5001):
-        assert router.flows("c1", 5, dst=C2) == [C1] * 5  # LAN to LAN: not NATed
+    with marked_flows_take_uplink_tables(router), router.serve("c1", 5001), router.serve("c2", 5001):
+        assert router.flows("c1", 5, dst=C2) == [C1] * 5  # LAN to LAN: not marked, not NATed
         assert router.flows("c2", 5, dst=C1) == [C2] * 5
+        # bypass: main table via the site link, not NATed (an ISP would have dropped it as spoofed)
+        assert router.flows("c1", 5, dst=SITE4) == [C1] * 5
+    for dst in (C2, C1, SITE4):
+        marks = ct_marks(router, dst)
+        assert marks and not any(mark & 0xFF00 for mark in marks), (dst, marks)
     assert uplinks(router, router.flows("c1", 12, dst=PINNED4)) == {"isp3": 12}  # pinned destination
-    # bypass: main table via the site link, not NATed (an ISP would have dropped it as spoofed)
-    assert router.flows("c1", 5, dst=SITE4) == [C1] * 5
     apply(router, params, states={"isp3": "down"})
     assert uplinks(router, router.flows("c1", 12, dst=PINNED4)) == {"isp1": 8, "isp2": 4}  # pin follows
 
@@ -480,6 +508,44 @@ def test_bad_input_fails_before_any_change(router: Lab, backend: str) -> None:
         apply(router, bad)
     assert router.run("r1", ["nft", "list", "ruleset"]).stdout == listing
     assert _without_counters(router.run("r1", ["iptables-save"]).stdout) == _without_counters(saved)
+
+
+class RefusingRunner(LabRunner):
+    """The lab runner, but the committing run of REFUSED (not its test-load, not the reads)
+    goes without CAP_NET_ADMIN: the kernel refuses that transaction for real."""
+
+    def __init__(self, lab: Lab, refused: str) -> None:
+        super().__init__(lab)
+        self.refused = refused
+
+    def run(self, argv: Sequence[str], stdin: Optional[str] = None, check: bool = True) -> CmdResult:
+        commits = argv[0] == self.refused and stdin is not None and not {"-c", "--test"} & set(argv)
+        argv = ["setpriv", "--bounding-set=-net_admin", *argv] if commits else argv
+        return super().run(argv, stdin=stdin, check=check)
+
+
+def full_ruleset(lab: Lab) -> str:
+    text = lab.run("r1", ["nft", "list", "ruleset"]).stdout
+    for tool in ("iptables-save", "ip6tables-save"):
+        text += _without_counters(lab.run("r1", [tool]).stdout)
+    return text
+
+
+@pytest.mark.parametrize("backend,refused", [("nftables", "nft")])
+def test_refused_transaction_leaves_the_previous_ruleset_and_its_balance_in_force(
+        router: Lab, backend: str, refused: str) -> None:
+    """A new policy (isp1's weight 2 -> 1, which changes both families) whose commit the kernel
+    refuses. The error is reported and the previous ruleset, in every family, still balances
+    2:1:1. (The iptables case, IPv4 committed and IPv6 refused, waits for the engine to roll
+    the IPv4 commit back: issue 13, atomicity.)"""
+    rotation_start(router, backend, "round_robin")
+    before = full_ruleset(router)
+    changed = base_params(router, backend)
+    changed["uplinks"][0]["weight"] = 1
+    with pytest.raises(EngineError):
+        balance.apply_policy(changed, RefusingRunner(router, refused))
+    assert full_ruleset(router) == before
+    assert uplinks(router, router.flows("c1", 40)) == {"isp1": 20, "isp2": 10, "isp3": 10}
 
 
 def _without_counters(save: str) -> str:

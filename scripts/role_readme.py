@@ -1,6 +1,6 @@
 """The variables section of roles/multihome/README.md, rendered from meta/argument_specs.yml.
 
-`python tests/unit/role_readme.py --write` (or `make role-readme`) rewrites the section
+`python scripts/role_readme.py --write` (or `make role-readme`) rewrites the section
 between the markers; tests/unit/test_role_docs.py fails when the README and the specs drift.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ROLE = ROOT / "roles" / "multihome"
 README = ROLE / "README.md"
 SPECS = ROLE / "meta" / "argument_specs.yml"

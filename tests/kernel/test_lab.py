@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from harness import SERVER4, SERVER6, Lab
 
 
@@ -35,22 +36,29 @@ def test_lan_traffic_without_nat_is_dropped_by_the_isp_as_spoofed(lab: Lab) -> N
         lab.run("r1", ["sysctl", "-qw", "net.ipv4.ip_forward=0"])
 
 
-def test_spoofed_source_from_the_router_is_dropped_and_counted(lab: Lab) -> None:
-    lab.reset_spoofed("isp1")
-    # isp2's address leaving via isp1 (main table default) is someone else's address.
-    assert lab.flows("r1", 1, src="198.51.100.6", timeout=1) == ["error:timeout"]
-    assert lab.spoofed("isp1") >= 1
-    lab.reset_spoofed("isp1")
-    assert lab.spoofed("isp1") == 0
-
-
-def test_ipv6_delegated_prefix_is_accepted_foreign_one_dropped(lab: Lab) -> None:
-    lab.reset_spoofed("isp1")
-    ok = lab.flows("r1", 1, family=6, src="2001:db8:101:1::1")
-    assert ok == ["2001:db8:101:1::1"]
-    bad = lab.flows("r1", 1, family=6, src="2001:db8:201:1::1", timeout=1)
-    assert bad == ["error:timeout"]
-    assert lab.spoofed("isp1") >= 1
+@pytest.mark.parametrize("isp,other", [("isp1", "isp2"), ("isp2", "isp1")])
+def test_each_isp_drops_and_counts_the_other_isps_addresses(lab: Lab, isp: str, other: str) -> None:
+    """The router sends through ISP with OTHER's IPv4 address and from OTHER's delegated IPv6
+    prefix (r1's lan1 address in it): ISP drops both and counts them; OTHER sees nothing."""
+    up = lab.uplink(isp)
+    # Host routes to the servers via ISP's gateway: only this test's flows take ISP.
+    routes = [["-4", f"{SERVER4}/32", "via", up["gateway4"], "dev", up["router_if"]],
+              ["-6", f"{SERVER6}/128", "via", up["gateway6"], "dev", up["router_if"]]]
+    for family, *route in routes:
+        lab.run("r1", ["ip", family, "route", "add", *route])
+    try:
+        for name in (isp, other):
+            lab.reset_spoofed(name)
+        own6, foreign6 = (lab.uplink(name)["delegated6"].replace("::/48", ":1::1") for name in (isp, other))
+        assert lab.flows("r1", 1, src=lab.uplink_address(isp)) == [lab.uplink_address(isp)]
+        assert lab.flows("r1", 1, family=6, src=own6) == [own6]
+        assert lab.flows("r1", 1, src=lab.uplink_address(other), timeout=1) == ["error:timeout"]
+        assert lab.flows("r1", 1, family=6, src=foreign6, timeout=1) == ["error:timeout"]
+        assert lab.spoofed(isp) >= 2
+        assert lab.spoofed(other) == 0
+    finally:
+        for family, *route in routes:
+            lab.run("r1", ["ip", family, "route", "del", *route], check=False)
 
 
 def test_flow_results_match_the_servers_own_log(lab: Lab) -> None:
@@ -124,6 +132,9 @@ def test_carrier_loss_is_seen_by_the_router(lab: Lab) -> None:
     assert "LOWER_UP" in link["flags"]
 
 
-def test_servers_answer_on_ipv6(lab: Lab) -> None:
-    assert SERVER4 != SERVER6
+def test_servers_answer_on_ipv6_over_udp_and_tcp_and_log_the_source(lab: Lab) -> None:
+    before = len(lab.server_log())
     assert lab.flows("r1", 1, proto="udp", family=6) == ["2001:db8:f1:1::2"]
+    assert lab.flows("r1", 1, proto="tcp", family=6) == ["2001:db8:f1:1::2"]
+    assert [entry[:2] for entry in lab.server_log()[before:]] == [["udp", "2001:db8:f1:1::2"],
+                                                                  ["tcp", "2001:db8:f1:1::2"]]
