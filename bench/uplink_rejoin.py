@@ -29,6 +29,8 @@ from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+from failover import wait_state  # noqa: E402
 from harness import Lab, first_via  # noqa: E402
 from harness.uplinks import (  # noqa: E402
     DHCP_FIRST,
@@ -39,16 +41,7 @@ from harness.uplinks import (  # noqa: E402
     P2P,
     converge_dynamic,
     p2p_link,
-    statuses,
 )
-
-
-def wait_state(lab: Lab, uplink: str, state: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while statuses(lab).get(uplink) != state:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{uplink} did not become {state} within {timeout}s")
-        time.sleep(0.1)
 
 
 def renumber(lab: Lab, dhcp, run: int) -> float:
