@@ -158,8 +158,12 @@ def test_an_interface_deleted_again_makes_the_uplink_absent_and_the_rest_keeps_w
 
 def test_boot_restore_succeeds_while_an_interface_is_absent(converged) -> None:
     lab = converged
+    before = len(events(lab))
     booted = lab.run("r1", ["multihome", "boot"], check=False)
     assert booted.returncode == 0, booted.stderr
+    # The restarted LSMs report their first verdicts after the hold time.
+    assert wait_for(lambda: all(any(f"uplink={u} source=probe state=up" in x for x in events(lab)[before:])
+                                for u in ("isp1", "isp2")), 15), events(lab)[before:]
     want = {"isp1": "up", "isp2": "up", "isp3": "absent"}
     assert wait_for(lambda: statuses(lab) == want, 10), statuses(lab)
     seen = sources(lab, 15)
