@@ -295,6 +295,10 @@ def wire_router(name: str, plan: Plan, rname: str, slot: int) -> dict:
     link from the host; run again on a fresh namespace when a booted router reboots."""
     router = plan.routers[rname]
     n_r = ns(name, router.name)
+    # Like Ubuntu (sysctl.d/10-network-security.conf), not the kernel's 0: the role must
+    # make the LANs strict against an `all` value that would otherwise win.
+    sysctl(n_r, "net.ipv4.conf.all.rp_filter", "2")
+    sysctl(n_r, "net.ipv4.conf.default.rp_filter", "2")
     if not plan.ha:
         link_router(name, router)
     host_if = f"{name}-m{router.index}"

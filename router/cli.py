@@ -1,8 +1,11 @@
 """Body of the ``multihome`` command on the router.
 
   multihome status [--json]            uplinks: state, since, weight, tier, flows, last event
-  multihome apply [--check] [--json] [--only PART ...]
-                                       make the kernel match the saved model
+  multihome apply [--check] [--json] [--only PART ...] [--confirm SECONDS]
+                                       make the kernel match the saved model; with --confirm,
+                                       revert to the last confirmed model unless confirmed
+  multihome confirm                    keep the change applied with --confirm (or armed)
+  multihome arm --seconds SECONDS      arm the revert timer before a change (the role does)
   multihome boot                       apply, then start the monitor (hosts without systemd)
   multihome monitor --foreground|--start|--stop|--restart|--status
   multihome monitor --verify [--wait S]  one monitor with one LSM per uplink, stable (JSON)
@@ -23,6 +26,7 @@ from engine.failover.state import all_states, apply_recorded, load_model, log_ev
 from engine.paths import Paths
 from engine.runner import Runner
 
+from . import confirm as cc
 from . import monitor as mon
 from .monitorcheck import verify as verify_monitor
 
@@ -46,7 +50,10 @@ def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PA
     from engine.routing.main_default import ensure_main_default
     from engine.routing.sysctl import apply_sysctl
     from engine.routing.table import apply_table
+    from engine.ruleset.mark_users import check_policy_marks
 
+    # Before any part changes: no other user of the router's marks may share our bits.
+    check_policy_marks(model["balance"], runner)
     results: Dict[str, Any] = {}
     if "sysctl" in parts:
         results["sysctl"] = apply_sysctl(model.get("sysctl") or {}, check)
@@ -66,7 +73,8 @@ def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PA
         states = all_states(paths, uplink_names(model))
         results["own-traffic"] = apply_own_default(model, states, runner, check)
     if "balance" in parts:
-        results["balance"] = apply_recorded(model["balance"], runner, check, paths)
+        results["balance"] = apply_recorded(model["balance"], runner, check, paths,
+                                            use_records=model["failover"].get("enabled", True))
     changed = any(
         (any(r["changed"] for r in v) if isinstance(v, list) else v["changed"]) for v in results.values()
     )
@@ -97,6 +105,8 @@ def _status(args, paths: Paths, runner: Runner) -> int:
 
 
 def _apply(args, paths: Paths, runner: Runner) -> int:
+    if not args.check:
+        cc.revert_if_stale(paths, runner, apply_model)  # at boot, after a reboot mid-confirm
     if args.model == "-":  # the model about to be installed, for a preflight check
         try:
             model = json.loads(sys.stdin.read())
@@ -105,8 +115,12 @@ def _apply(args, paths: Paths, runner: Runner) -> int:
     else:
         model = load_model(paths)
     started = time.monotonic()
+    if args.confirm and not args.check:
+        cc.arm(paths, args.confirm, cc.cli_argv())  # before any change: a crash mid-apply reverts too
     result = apply_model(model, paths, runner, args.check, tuple(args.only or PARTS),
                          args.management, args.allow_management_removal)
+    if not args.check and not cc.pending(paths):
+        cc.save_confirmed(paths)
     result["seconds"] = round(time.monotonic() - started, 3)
     if result["changed"] and not args.check:
         log_event(paths, f"apply parts={','.join(args.only or PARTS)} changed "
@@ -118,7 +132,39 @@ def _apply(args, paths: Paths, runner: Runner) -> int:
         _out(f"{verb if result['changed'] else 'unchanged'} ({result['seconds']}s)")
         for cmd in result["commands"]:
             _out("  " + cmd.splitlines()[0])
+        if args.confirm and not args.check:
+            _out(f"reverts in {args.confirm:g}s unless confirmed: multihome confirm")
     return 0
+
+
+def _confirm(args, paths: Paths, runner: Runner) -> int:
+    _out("confirmed" if cc.confirm(paths) else "nothing was pending; the model in force is confirmed")
+    return 0
+
+
+def _arm(args, paths: Paths, runner: Runner) -> int:
+    if not os.path.isfile(cc.confirmed_path(paths)):
+        _out("not armed: no confirmed model yet (first deployment), nothing to go back to")
+        return 0
+    cc.arm(paths, args.seconds, cc.cli_argv())
+    _out(f"armed: reverts in {args.seconds:g}s unless confirmed")
+    return 0
+
+
+def _revert(args, paths: Paths, runner: Runner) -> int:
+    try:
+        cc.revert_after(paths, runner, args.after, args.token, apply_model)
+    except (EngineError, OSError) as exc:  # detached: the event log is the only reader
+        log_event(paths, f"confirm: revert failed: {exc}", "multihome")
+        return 1
+    return 0
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text}: seconds between 0 and 86400")
+    return value
 
 
 def _monitor_argv() -> List[str]:
@@ -160,6 +206,7 @@ def _monitor(args, paths: Paths, runner: Runner) -> int:
 
 
 def _boot(args, paths: Paths, runner: Runner) -> int:
+    cc.revert_if_stale(paths, runner, apply_model)
     model = load_model(paths)
     started = time.monotonic()
     result = apply_model(model, paths, runner, False)
@@ -206,6 +253,14 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", help="'-': read the model from stdin instead of the saved one")
     ap.add_argument("--management", help="address of the management session: refuse removing its uplink")
     ap.add_argument("--allow-management-removal", action="store_true")
+    ap.add_argument("--confirm", type=_seconds, metavar="SECONDS",
+                    help="revert to the last confirmed model unless 'multihome confirm' runs in time")
+    sub.add_parser("confirm", help="keep the change applied with --confirm")
+    ar = sub.add_parser("arm", help="arm the revert timer before a change (used by the role)")
+    ar.add_argument("--seconds", type=_seconds, required=True)
+    rv = sub.add_parser("revert", help=argparse.SUPPRESS)
+    rv.add_argument("--after", type=float, required=True)
+    rv.add_argument("--token", required=True)
     bt = sub.add_parser("boot", help="apply the saved model and start the monitor (no systemd)")
     bt.add_argument("--no-monitor", action="store_true")
     td = sub.add_parser("teardown", help="remove every table, rule, ruleset and record of ours")
@@ -224,7 +279,8 @@ def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner
     args = parser().parse_args(argv)
     paths = paths or Paths.default()
     runner = runner or Runner()
-    handlers = {"status": _status, "apply": _apply, "monitor": _monitor, "boot": _boot, "teardown": _teardown}
+    handlers = {"status": _status, "apply": _apply, "monitor": _monitor, "boot": _boot,
+                "confirm": _confirm, "arm": _arm, "revert": _revert, "teardown": _teardown}
     try:
         return handlers[args.command](args, paths, runner)
     except EngineError as exc:

@@ -6,7 +6,6 @@ handed over its socket (``engine.hook.protocol``), ``main`` calls it when no mon
 from __future__ import annotations
 
 import sys
-import time
 from typing import List, Optional, Tuple
 
 from engine.errors import EngineError, ValidationError
@@ -26,7 +25,10 @@ IDENT = "multihome-hook"
 
 def process(argv: List[str], paths: Paths, runner: Runner, started: float, via: str = "") -> Tuple[int, str]:
     """Validate, record and apply one LSM event; log one line; return (rc, line).
-    ``started``: when the hook process started (wall clock), for the logged latency."""
+    ``started``: when the hook process started on the boot clock (``protocol.boot_clock``):
+    the event's place in the order of events, and the start of the logged latency."""
+    from engine.hook.protocol import boot_clock
+
     try:
         model = load_model(paths)
         event = parse_lsm_args(argv, uplink_names(model))
@@ -36,13 +38,14 @@ def process(argv: List[str], paths: Paths, runner: Runner, started: float, via: 
         _log(paths, line)
         return 2, line
     try:
-        result = handle_event(model, event.name, "probe", event.state, event.at, paths, runner)
+        result = handle_event(model, event.name, "probe", event.state, event.at, paths, runner,
+                              seq=started)
     except EngineError as exc:
         line = f"uplink={event.name} source=probe state={event.state} failed: {exc}"
         _log(paths, line)
         return 1, line
     extra = f" lsm={event.reported}" if event.reported != event.state else ""
-    line = f"{result.line()}{extra}{via} process_ms={(time.time() - started) * 1000:.0f}"
+    line = f"{result.line()}{extra}{via} process_ms={(boot_clock() - started) * 1000:.0f}"
     _log(paths, line)
     return 0, line
 

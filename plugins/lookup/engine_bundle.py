@@ -11,6 +11,9 @@ description:
     with the C(multihome) command, the monitor and the hook's body), with fixed owners,
     modes and times, so the same sources always give the same bytes and copying it to a
     router is idempotent. The file name carries the content's SHA-256.
+  - The tar is written to a folder only this user can reach (never a predictable shared path),
+    and its SHA-256 is checked before the path is returned; an existing file is reused only
+    when its own digest matches.
   - Unpacked in one directory, C(router) imports the engine as the package C(engine).
 options:
   _terms:
@@ -33,9 +36,11 @@ _raw:
   elements: str
 """
 
+import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import io  # noqa: E402
 import os  # noqa: E402
+import stat  # noqa: E402
 import tarfile  # noqa: E402
 import tempfile  # noqa: E402
 
@@ -80,14 +85,43 @@ def build(root: str) -> bytes:
     return buf.getvalue()
 
 
+def _private_dir() -> str:
+    """This user's cache folder in the temp dir, used only when it is a real folder owned
+    by this user that nobody else can write or read; otherwise a fresh private folder."""
+    path = os.path.join(tempfile.gettempdir(), f"netops-multihome-{os.getuid()}")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+        return path
+    return tempfile.mkdtemp(prefix="netops-multihome-")
+
+
+def _digest_of(path: str) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 16), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def write_verified(data: bytes, directory: str) -> str:
+    """Path of a file in DIRECTORY holding exactly DATA, checked by its SHA-256 after it is
+    written; a file already there is used only when its own digest matches."""
+    digest = hashlib.sha256(data).hexdigest()
+    path = os.path.join(directory, f"runtime-{digest}.tar")
+    if os.path.isfile(path) and not os.path.islink(path) and _digest_of(path) == digest:
+        return path
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".runtime-")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+    if _digest_of(path) != digest:
+        raise AnsibleLookupError(f"engine_bundle: {path} does not hold the bundle just written")
+    return path
+
+
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         data = build(terms[0] if terms else COLLECTION_ROOT)
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        path = os.path.join(tempfile.gettempdir(), f"netops-multihome-runtime-{digest}.tar")
-        if not os.path.exists(path):
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        return [path]
+        return [write_verified(data, _private_dir())]

@@ -78,6 +78,10 @@ options:
     description:
       - The bits of the packet and conntrack marks this module owns; other mark users
         keep the rest. An integer or a string such as C(0xff00). Must not be 0.
+      - Before anything changes, the module refuses when another user of marks on the router
+        (an C(ip rule) with a fwmark, an nftables rule outside this module's table, a legacy
+        iptables rule outside the C(MH_) chains) tests or sets bits inside this mask
+        (kube-proxy uses C(0xc000), Cilium C(0x0f00)); the error names each and a mask that fits.
     type: raw
     default: "0xff00"
   uplinks:
@@ -336,6 +340,9 @@ from ansible_collections.netops.multihome.plugins.module_utils.engine.model.poli
 from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset.apply import (  # noqa: E402
     apply_policy,
 )
+from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset.mark_users import (  # noqa: E402
+    check_policy_marks,
+)
 from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import (  # noqa: E402
     Runner,
 )
@@ -402,6 +409,8 @@ def main() -> None:
     params = dict(module.params)
     recorded = params.pop("recorded_states")
     try:
+        # Before anything changes: no other user of the router's marks may share our bits.
+        check_policy_marks(params, Runner())
         if recorded:
             result = apply_recorded(params, Runner(), check=module.check_mode)
         else:

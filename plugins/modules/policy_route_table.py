@@ -16,7 +16,12 @@ description:
   - Current state is read with C(ip -j); changes are applied in one C(ip -batch) process per
     address family, ordered so that a route present before and after the run is never missing
     in between (routes are replaced in place) and a new rule is added before the rule it
-    supersedes is removed.
+    supersedes is removed. C(ip -batch) is not a transaction; when a line fails, the lines
+    applied before it are undone (the plan knows each one's inverse), the rt_tables.d file is
+    put back and the module fails with "partially applied, rolled back".
+  - An O(id) whose table already holds routes or rules, or that rules point at, while this
+    module's rt_tables.d file does not map it, belongs to someone else; the module refuses,
+    naming the id and what is there.
   - Routes in other tables and rules pointing at other tables are never touched, except the
     single C(lookup main suppress_prefixlength 0) rule when O(main_suppress_default) is given.
   - A second run with the same input makes no netlink change at all and reports no change.

@@ -173,10 +173,9 @@ hook, table, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rng = random.Random(seed)
 base = int(time.time()) - 200
 events = [(rng.choice(["up", "down"]), ("isp1", "isp2")[i % 2], base + i) for i in range(50)]
-order = list(range(50))
-rng.shuffle(order)
+# Spawned in event order, as LSM does, all at once: they race for the lock in any order.
 procs = []
-for i in order:
+for i in range(50):
     state, name, stamp = events[i]
     argv = [hook, state, name, "203.0.113.10", "wan1", "-", "0", "0", "0", "0", "0", "0", "0",
             "0", "198.51.100.2", "up", str(stamp)]

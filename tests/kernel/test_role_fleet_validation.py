@@ -31,12 +31,27 @@ def default_uplink_that_does_not_exist(v: dict) -> None:
     v["multihome_local_default_uplink"] = "isp9"
 
 
+def lan_prefix_typed_over_an_uplink_prefix(v: dict) -> None:
+    v["multihome_lans"][0]["prefixes"][0] = "198.51.100.0/24"  # beside wan1's 198.51.100.16/30
+
+
+def two_lans_with_one_prefix(v: dict) -> None:
+    v["multihome_lans"][1]["prefixes"][0] = "192.168.11.0/24"
+
+
+def monitor_target_inside_a_lan(v: dict) -> None:
+    v["multihome_uplinks"][1]["targets"] = ["192.168.12.7"]
+
+
 # each mistake, with the variable and the value its error must name
 MISTAKES = {
     lan_on_an_uplink_interface: ("multihome_lans[0].interface", "wan2"),
     gateway_outside_the_uplink_prefix: ("multihome_uplinks[0].gateway", "198.51.100.1"),
     two_uplinks_with_one_name: ("multihome_uplinks[1].name", "isp1"),
     default_uplink_that_does_not_exist: ("multihome_local_default_uplink", "isp9"),
+    lan_prefix_typed_over_an_uplink_prefix: ("multihome_lans[0].prefixes[0]", "multihome_uplinks[0].address"),
+    two_lans_with_one_prefix: ("multihome_lans[1].prefixes[0]", "multihome_lans[0].prefixes[0]"),
+    monitor_target_inside_a_lan: ("multihome_uplinks[1].targets[0]", "192.168.12.7"),
 }
 
 

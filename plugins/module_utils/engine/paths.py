@@ -1,10 +1,10 @@
 """Where the router keeps the model, the uplink states, the event log and runtime files.
 
-``MULTIHOME_ROOT`` (tests only) prefixes every path so a test can use a scratch tree.
+``Paths.default(root)`` prefixes every path with ROOT so a test can use a scratch tree; the
+environment never moves them (the hook runs as root).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 
@@ -20,7 +20,6 @@ class Paths:
 
     @classmethod
     def default(cls, root: str = "") -> Paths:
-        root = root or os.environ.get("MULTIHOME_ROOT", "")
         return cls(
             model=root + "/etc/netops-multihome/model.json",
             lsm_conf=root + "/etc/netops-multihome/lsm.conf",

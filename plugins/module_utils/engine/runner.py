@@ -1,6 +1,7 @@
 """Running the kernel's own tools (ip, nft, iptables-restore, conntrack) without a shell."""
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -15,13 +16,18 @@ class CmdResult:
     stderr: str
 
 
+# Output and error text of these tools is parsed ("does not exist", iptables-save): never translated.
+C_LOCALE = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": ""}
+
+
 class Runner:
-    """Executes argv lists; subclass or wrap to log. Never uses a shell."""
+    """Executes argv lists in the C locale; subclass or wrap to log. Never uses a shell."""
 
     def run(self, argv: Sequence[str], stdin: Optional[str] = None, check: bool = True) -> CmdResult:
         try:
             proc = subprocess.run(
-                list(argv), input=stdin, capture_output=True, text=True, check=False
+                list(argv), input=stdin, capture_output=True, text=True, check=False,
+                env={**os.environ, **C_LOCALE},
             )
         except FileNotFoundError as exc:
             raise EngineError(f"command not found: {argv[0]} ({exc})") from exc

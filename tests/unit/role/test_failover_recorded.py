@@ -46,3 +46,30 @@ def test_an_event_recorded_after_a_first_read_is_applied(tmp_path) -> None:
     failover.write_atomic(os.path.join(paths.state_dir, "isp2.probe"), "down 200.000\n")
     failover.apply_recorded(PARAMS, None, paths=paths, apply_fn=fake)
     assert [s["isp2"] for s in applied] == ["up", "down"]
+
+
+def _apply_states(params, paths, **kwargs):
+    seen = {}
+
+    def fake(params, runner, states):
+        seen.update(states)
+        return {"changed": False}
+
+    failover.apply_recorded(params, None, paths=paths, apply_fn=fake, **kwargs)
+    return seen
+
+
+def test_records_of_a_removed_uplink_are_deleted(tmp_path) -> None:
+    paths = Paths.default(str(tmp_path))
+    for name in ("isp1.probe", "isp9.probe", "isp9.carrier", "isp9"):
+        failover.write_atomic(os.path.join(paths.state_dir, name), "down 100.000\n")
+    assert _apply_states(PARAMS, paths)["isp1"] == "down"
+    assert sorted(os.listdir(paths.state_dir)) == ["isp1.probe"]
+
+
+def test_failover_off_ignores_and_deletes_every_record(tmp_path) -> None:
+    paths = Paths.default(str(tmp_path))
+    failover.write_atomic(os.path.join(paths.state_dir, "isp1.probe"), "down 100.000\n")
+    states = _apply_states(PARAMS, paths, use_records=False)
+    assert states == {"isp1": "up", "isp2": "up", "isp3": "down"}
+    assert os.listdir(paths.state_dir) == []

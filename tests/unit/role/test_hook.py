@@ -6,7 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from engine.errors import ValidationError
+from engine.errors import EngineError, ValidationError
 from engine.failover import state as failover
 from engine.hook.lsm_args import parse_lsm_args
 
@@ -68,7 +68,7 @@ class Recorder:
 def event(router, rec, uplink, source, state, at):
     paths, model = router
     return failover.handle_event(model, uplink, source, state, at, paths, None,
-                                 apply_fn=rec.apply, delete_fn=rec.delete, own_fn=rec.own)
+                                 apply_fn=rec.apply, delete_fn=rec.delete, own_fn=rec.own, seq=at)
 
 
 def test_down_applies_live_set_and_deletes_only_that_mark(router) -> None:
@@ -102,6 +102,27 @@ def test_all_down_keeps_flows_and_stale_events_are_ignored(router) -> None:
     assert res.ignored and failover.uplink_state(router[0], "isp2")[0] == "down"
 
 
+def test_event_stamped_before_the_last_one_after_the_clock_stepped_back_is_applied(router) -> None:
+    paths, model = router
+    rec = Recorder()
+    failover.handle_event(model, "isp1", "probe", "down", 5000.0, paths, None,
+                          apply_fn=rec.apply, delete_fn=rec.delete, own_fn=rec.own, seq=10.0)
+    res = failover.handle_event(model, "isp1", "probe", "up", 1000.0, paths, None,
+                                apply_fn=rec.apply, delete_fn=rec.delete, own_fn=rec.own, seq=11.0)
+    assert not res.ignored and failover.uplink_state(paths, "isp1")[0] == "up"
+
+
+def test_a_record_of_an_earlier_boot_never_hides_a_new_event(router) -> None:
+    paths, model = router
+    rec = Recorder()
+    os.makedirs(paths.state_dir)
+    with open(os.path.join(paths.state_dir, "isp1.probe"), "w") as fh:
+        fh.write("down 5000.000 seq=999999.0 boot=another-boot\n")
+    res = failover.handle_event(model, "isp1", "probe", "up", 10.0, paths, None,
+                                apply_fn=rec.apply, delete_fn=rec.delete, own_fn=rec.own, seq=1.0)
+    assert not res.ignored and failover.uplink_state(paths, "isp1")[0] == "up"
+
+
 def test_unknown_uplink_refused_before_anything(router) -> None:
     rec = Recorder()
     with pytest.raises(ValidationError):
@@ -128,3 +149,28 @@ def test_hook_main_refuses_and_logs_hostile_input(router, capsys) -> None:
         log = fh.read()
     assert "refused event" in log and "isp1`id`" in log
     assert not os.path.exists(paths.state_dir)
+
+
+def test_failed_apply_is_retried_logged_and_redone_by_the_next_event(router) -> None:
+    """The record is written first; the kernel is brought to it with retries, and when it
+    still fails, the next event redoes the ruleset and the conntrack delete."""
+    paths, model = router
+    rec = Recorder()
+    broken = {"left": 5}
+
+    def flaky(params, runner, states):
+        if broken["left"]:
+            broken["left"] -= 1
+            raise EngineError("nft: transaction refused")
+        return rec.apply(params, runner, states)
+
+    with pytest.raises(EngineError):
+        failover.handle_event(model, "isp1", "probe", "down", 1.0, paths, None,
+                              apply_fn=flaky, delete_fn=rec.delete, own_fn=rec.own, seq=1.0)
+    with open(paths.events) as fh:
+        assert fh.read().count("uplink=isp1 apply failed (attempt") == 3
+    assert rec.deleted == []
+    res = failover.handle_event(model, "isp1", "probe", "down", 2.0, paths, None,
+                                apply_fn=flaky, delete_fn=rec.delete, own_fn=rec.own, seq=2.0)
+    assert res.previous == "up" and res.effective["isp1"] == "down"
+    assert len(rec.deleted) == 1 and failover.uplink_state(paths, "isp1")[0] == "down"

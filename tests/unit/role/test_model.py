@@ -43,6 +43,7 @@ def test_model_shape() -> None:
     assert [t["name"] for t in model["routing"]] == ["mh_isp1", "mh_isp2"]
     assert model["sysctl"]["net/ipv4/conf/wan1/rp_filter"] == "2"
     assert model["sysctl"]["net/ipv4/conf/lan1/rp_filter"] == "1"  # spoofed LAN sources dropped
+    assert model["sysctl"]["net/ipv4/conf/all/rp_filter"] == "0"   # max(all, if): each if decides
     assert model["sysctl"]["net/ipv6/conf/all/forwarding"] == "1"
     up1 = model["balance"]["uplinks"][0]
     assert up1["nat"] == "snat" and up1["snat_address"] == "198.51.100.2"

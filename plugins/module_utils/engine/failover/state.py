@@ -3,6 +3,8 @@
 Each uplink has one state file per source of truth (``<uplink>.probe`` written for
 LSM's verdict, ``<uplink>.carrier`` for the kernel's link state) and one effective
 state file (``<uplink>``: ``up``/``down``, the time it took that state, the sources).
+Events are ordered by the boot clock (when the hook process started, or when the monitor
+saw a carrier change) within one boot, never by the wall clock, which can step back.
 An uplink is down when any source says down. Every event takes one lock, so concurrent
 events are applied one after the other and each sees the states the previous one wrote;
 files are replaced atomically, so a reader never sees half a file.
@@ -14,13 +16,14 @@ are deleted so its clients reconnect through a live uplink at once.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import EngineError, ValidationError
 from ..paths import Paths
@@ -34,6 +37,8 @@ STATES = ("up", "down")
 class SourceState:
     state: str
     at: float
+    seq: Optional[float] = None  # boot clock of the event, within boot ``boot``
+    boot: str = ""
 
 
 @dataclass
@@ -123,8 +128,29 @@ def source_states(paths: Paths, uplink: str) -> Dict[str, SourceState]:
     for source in SOURCES:
         got = _read_state(os.path.join(paths.state_dir, f"{uplink}.{source}"))
         if got:
-            out[source] = SourceState(got[0], got[1])
+            extra = dict(f.split("=", 1) for f in got[2].split() if "=" in f)
+            try:
+                seq: Optional[float] = float(extra["seq"])
+            except (KeyError, ValueError):
+                seq = None
+            out[source] = SourceState(got[0], got[1], seq, extra.get("boot", ""))
     return out
+
+
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _is_older(known: SourceState, seq: float, at: float, boot: str) -> bool:
+    """Whether an event of this boot at ``seq`` came before the recorded one. A record of
+    another boot (or without an order) is always older than a new event. Hook processes
+    started within one clock tick (10 ms) have the same ``seq``: their own time decides."""
+    return (known.seq is not None and bool(boot) and known.boot == boot
+            and (seq, at) < (known.seq, known.at))
 
 
 def effective_state(sources: Dict[str, SourceState]) -> str:
@@ -145,10 +171,11 @@ def all_states(paths: Paths, names: List[str]) -> Dict[str, str]:
 
 
 class StateLock:
-    """Exclusive lock serialising every writer of the state directory."""
+    """Exclusive lock serialising every writer of the state directory (or, given a
+    ``path``, whatever else that lock file guards)."""
 
-    def __init__(self, paths: Paths) -> None:
-        self.path = paths.lock
+    def __init__(self, paths: Paths, path: str = "") -> None:
+        self.path = path or paths.lock
         self.fd = -1
 
     def __enter__(self) -> StateLock:
@@ -162,8 +189,9 @@ class StateLock:
         os.close(self.fd)
 
 
-def _record(paths: Paths, uplink: str, source: str, state: str, at: float) -> None:
-    write_atomic(os.path.join(paths.state_dir, f"{uplink}.{source}"), f"{state} {at:.3f}\n")
+def _record(paths: Paths, uplink: str, source: str, state: str, at: float, seq: float, boot: str) -> None:
+    write_atomic(os.path.join(paths.state_dir, f"{uplink}.{source}"),
+                 f"{state} {at:.3f} seq={seq:.6f} boot={boot}\n")
 
 
 def _record_effective(
@@ -209,9 +237,16 @@ def handle_event(
     apply_fn: ApplyFn = _default_apply,
     delete_fn: DeleteFn = _default_delete,
     own_fn: OwnFn = _default_own,
+    seq: Optional[float] = None,
 ) -> EventResult:
-    """Record one monitor verdict and bring the balancing in line with every state."""
+    """Record one monitor verdict and bring the balancing in line with every state.
+    ``at``: wall-clock time (shown as 'since'); ``seq``: the event's boot-clock time,
+    which orders events (default: now)."""
+    from ..hook.protocol import boot_clock
+
     started = time.monotonic()
+    seq = boot_clock() if seq is None else seq
+    boot = boot_id()
     names = uplink_names(model)
     if uplink not in names:
         raise ValidationError("uplink", uplink, "one of " + ", ".join(names))
@@ -223,20 +258,25 @@ def handle_event(
         sources = source_states(paths, uplink)
         previous = effective_state(sources)
         known = sources.get(source)
-        if known is not None and at < known.at:
+        if known is not None and _is_older(known, seq, at, boot):
             return EventResult(uplink, source, state, all_states(paths, names), previous,
-                               ignored=f"older than the {known.state} recorded at {known.at:.3f}")
-        _record(paths, uplink, source, state, at)
-        sources[source] = SourceState(state, at)
+                               ignored=f"older than the {known.state} recorded at boot clock {known.seq:.3f}")
+        _record(paths, uplink, source, state, at, seq, boot)
+        sources[source] = SourceState(state, at, seq, boot)
         now_state = effective_state(sources)
         effective = all_states(paths, names)
         effective[uplink] = now_state
-        result = EventResult(uplink, source, state, effective, previous)
         last = _read_state(os.path.join(paths.state_dir, uplink))
+        # The effective record is written only once the kernel matches it: after a failed
+        # apply it still holds the state the kernel was last brought to, so the next event
+        # (or this one's retries) redoes the ruleset and the conntrack delete.
+        previous = last[0] if last is not None else "up"
+        result = EventResult(uplink, source, state, effective, previous)
         # An event that leaves the uplink's state as recorded needs no ruleset work
         # (``multihome apply`` repairs drift); anything else re-applies the balancing.
-        if last is None or last[0] != now_state or previous != now_state:
-            applied = apply_fn(model["balance"], runner, effective)
+        if last is None or last[0] != now_state:
+            applied = _retried(paths, f"uplink={uplink} apply",
+                               lambda: apply_fn(model["balance"], runner, effective))
             result.changed_rules = bool(applied.get("changed"))
             result.commands = list(applied.get("commands") or [])
             # The router's own traffic moves with the LAN's (routing/own_traffic.py).
@@ -244,24 +284,66 @@ def handle_event(
         others_live = any(s == "up" for n, s in effective.items() if n != uplink)
         if now_state == "down" and previous == "up" and others_live:
             info = model["failover"]["uplinks"][uplink]
-            result.deleted_flows = delete_fn(int(info["mark"]), int(info["mask"]), runner)
+            result.deleted_flows = _retried(paths, f"uplink={uplink} conntrack delete", lambda: delete_fn(
+                int(info["mark"]), int(info["mask"]), runner))
         since = at if last is None or last[0] != now_state else last[1]
         _record_effective(paths, uplink, now_state, since, sources)
     result.seconds = time.monotonic() - started
     return result
 
 
+ATTEMPTS = 3
+RETRY_S = 0.2
+
+
+def _retried(paths: Paths, what: str, fn: Callable[[], Any]) -> Any:
+    """FN, tried up to ATTEMPTS times; each failure logged; the last one raised."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return fn()
+        except EngineError as exc:
+            with contextlib.suppress(OSError):
+                log_event(paths, f"{what} failed (attempt {attempt}/{ATTEMPTS}): {exc}", "multihome")
+            if attempt == ATTEMPTS:
+                raise
+            time.sleep(RETRY_S * attempt)
+    raise AssertionError("unreachable")
+
+
+def clear_records(paths: Paths, keep: List[str]) -> List[str]:
+    """Delete the state files of every uplink not in ``keep`` (a removed uplink's, or all
+    of them when failover is off); the names of the files deleted. Call under the lock."""
+    try:
+        files = os.listdir(paths.state_dir)
+    except FileNotFoundError:
+        return []
+    gone = []
+    for name in sorted(files):
+        uplink = name
+        for source in SOURCES:
+            if name.endswith("." + source):
+                uplink = name[: -len(source) - 1]
+        if not name.startswith(".") and uplink not in keep:
+            os.unlink(os.path.join(paths.state_dir, name))
+            gone.append(name)
+    return gone
+
+
 def apply_recorded(params: dict, runner: Runner, check: bool = False, paths: Optional[Paths] = None,
-                   apply_fn: ApplyFn = _default_apply) -> dict:
+                   apply_fn: ApplyFn = _default_apply, use_records: bool = True) -> dict:
     """Apply the balancing ``params`` with each uplink's recorded state, read and applied
     under the lock the hook holds, so an event recorded meanwhile is never overwritten
     by a state read earlier (an uplink is down when its params or its record say so).
-    Check mode takes no lock and creates nothing."""
+    Records of uplinks no longer in ``params`` are deleted, and every record when
+    ``use_records`` is false (failover off). Check mode takes no lock and changes nothing."""
     paths = paths or Paths.default()
     uplinks = params.get("uplinks") or []
+    names = [u["name"] for u in uplinks]
 
     def run() -> dict:
-        recorded = all_states(paths, [u["name"] for u in uplinks])
+        if not check:
+            clear_records(paths, names if use_records else [])
+        recorded = all_states(paths, names) if use_records else {n: "up" for n in names}
         states = {u["name"]: "down" if "down" in (u.get("state"), recorded[u["name"]]) else "up"
                   for u in uplinks}
         if check:

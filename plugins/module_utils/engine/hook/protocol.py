@@ -23,19 +23,23 @@ TIMEOUT_S = 10.0
 
 
 def socket_path() -> str:
-    return os.environ.get("MULTIHOME_ROOT", "") + SOCKET
+    return SOCKET
+
+
+def boot_clock() -> float:
+    """Seconds since boot (CLOCK_BOOTTIME): never steps back when the wall clock does."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def process_started() -> float:
-    """Wall-clock time this process started (so the monitor can log the whole latency)."""
+    """When this process started on the boot clock (``boot_clock``), so events are ordered
+    by when LSM spawned their hook, and the monitor can log the whole latency."""
     try:
         with open("/proc/self/stat", encoding="ascii") as fh:
             ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime", encoding="ascii") as fh:
-            uptime = float(fh.read().split()[0])
-        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+        return ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
-        return time.time()
+        return boot_clock()
 
 
 def encode(argv: list[str], started: float) -> bytes:

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..errors import ValidationError
 from . import naming
 from . import vocabulary as vocab
+from .overlaps import check_addressing
 from .policy import parse_policy
 from .profiles import monitor_settings
 from .table_spec import parse_params as parse_table_params
@@ -34,6 +35,8 @@ PRIO_FWMARK = 4000
 PRIO_OWN_TRAFFIC = 5000
 MAX_SLOT = 999
 ADDRESSING = ("static", "dhcp", "dynamic")
+# Highest metric: the terminating route is used only when no gateway route of the table is.
+TERMINATING_METRIC = 2**32 - 1
 
 
 def _get(role_vars: Dict[str, Any], key: str, default: Any) -> Any:
@@ -199,6 +202,13 @@ def _routing(up: Dict[str, Any], table_id: int, mark: int, mask: int) -> Dict[st
             rules.append({"priority": PRIO_FROM + slot, "from": f"{iface.ip}/{iface.max_prefixlen}"})
         rules.append({"priority": PRIO_OIF + slot, "oif": up["interface"], "family": fam})
         rules.append({"priority": PRIO_FWMARK + slot, "fwmark": mark, "fwmask": mask, "family": fam})
+    # The table ends in a terminating route in both families: a flow carrying this uplink's
+    # mark whose route is missing fails at once instead of falling through to main and
+    # leaving by another ISP with this uplink's NAT binding.
+    for fam in ("ipv4", "ipv6"):
+        routes.append({"dest": "default", "type": "unreachable", "family": fam, "metric": TERMINATING_METRIC})
+        if not any(r.get("family") == fam and "fwmark" in r for r in rules):
+            rules.append({"priority": PRIO_FWMARK + slot, "fwmark": mark, "fwmask": mask, "family": fam})
     table = {
         "name": naming.table_name(up["name"]),
         "id": table_id,
@@ -245,7 +255,11 @@ def _balance(role_vars: Dict[str, Any], uplinks, lans, marks, mask) -> Dict[str,
 
 def _sysctl(uplinks: List[Dict[str, Any]], lans: List[Dict[str, Any]], ipv6: bool) -> Dict[str, str]:
     """Slash-form keys (interface names may contain dots)."""
-    out = {"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/src_valid_mark": "1"}
+    out = {"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/src_valid_mark": "1",
+           # The kernel applies max(conf.all, conf.<if>): with Ubuntu's all=2 (or 1) the LANs'
+           # strict 1 would silently turn loose (or the uplinks strict). 0 lets each interface's
+           # own value decide; distributions set those (default.rp_filter) for the others.
+           "net/ipv4/conf/all/rp_filter": "0"}
     if ipv6:
         out["net/ipv6/conf/all/forwarding"] = "1"
     for up in uplinks:
@@ -301,6 +315,7 @@ def build_model(role_vars: Dict[str, Any]) -> Dict[str, Any]:
                 f"{LANS}[{i}].interface", lan["interface"],
                 f"an interface that is not {UPLINKS}[{up_ifs[lan['interface']]}].interface",
             )
+    check_addressing(uplinks, lans, UPLINKS, LANS)
     mask = vocab.mark_mask("multihome_mark_mask", role_vars.get("multihome_mark_mask"))
     marks = naming.assign_marks(uplinks, mask, UPLINKS)
     tables = naming.assign_tables(uplinks, UPLINKS)

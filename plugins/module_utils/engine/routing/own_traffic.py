@@ -28,7 +28,9 @@ def _default(runner: Runner, family: int, table: int) -> Optional[Dict[str, Any]
         routes = json.loads(res.stdout or "[]")
     except ValueError as exc:
         raise EngineError(f"cannot parse the default route of table {table}: {exc}") from exc
-    routes = [r for r in routes if r.get("dev")]
+    # Unicast only: an uplink table's terminating 'unreachable default' (IPv6 shows it on
+    # dev lo) is not a way out.
+    routes = [r for r in routes if r.get("dev") and r.get("type", "unicast") == "unicast"]
     return min(routes, key=lambda r: int(r.get("metric", 0))) if routes else None
 
 

@@ -4,13 +4,17 @@ Entry point: ``apply_table(params, runner, check=False)``. The change is compute
 function (``plan_table``) in check mode and in a real run, and applied as one
 ``ip -batch -`` process per address family, ordered so nothing that stays is ever missing:
 routes are replaced in place, new rules go in before the rules they supersede go out,
-removals come last.
+removals come last. ``ip -batch`` is not a transaction (it stops at the first failing line
+and keeps the lines before it), so every line has its inverse in the plan: on a failure
+the applied lines are undone in reverse order, the rt_tables.d file is put back, and the
+error says "partially applied, rolled back".
 """
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +50,7 @@ class FileState:
 class Plan:
     table_id: int | None
     batches: dict[int, list[str]] = field(default_factory=dict)  # family -> ip -batch lines
+    inverses: dict[int, list[str]] = field(default_factory=dict)  # family -> undo of each line
     write_file: bool = False
     remove_file: bool = False
     before: str = ""
@@ -129,6 +134,22 @@ def ready_routes(spec: TableSpec, kernel: KernelState) -> TableSpec:
     return dataclasses.replace(spec, routes=tuple(r for r in spec.routes if _route_ready(r, kernel.links)))
 
 
+def check_ownership(spec: TableSpec, kernel: KernelState, files: FileState, table_id: int | None) -> None:
+    """A table is ours once our rt_tables.d file maps it; before that, an explicit id that
+    already holds routes or rules belongs to someone else and is never taken over."""
+    if table_id is None or (table_id, spec.name) in files.mappings:
+        return
+    found = [f"route '{r.text()}'" for fam in FAMILIES for r in kernel.routes.get(fam, [])]
+    found += [f"rule '{r.text()}'" for fam in FAMILIES for r in kernel.rules.get(fam, [])
+              if r.table == table_id]
+    if found:
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        raise ValidationError(
+            "id", table_id,
+            f"a table id nothing else uses: table {table_id} already holds "
+            f"{', '.join(found[:3])}{more}, not created by netops.multihome (no {files.path})")
+
+
 def read_file_state(name: str, etc_dir: str) -> FileState:
     path = rt_tables.own_path(name, etc_dir)
     mappings: list[tuple[int, str]] = []
@@ -175,7 +196,8 @@ def _route_order(r: Route) -> tuple[int, str]:
 
 
 def _plan_family(spec: TableSpec, fam: int, kernel: KernelState,
-                 table_id: int) -> tuple[list[str], list[Route], list[Rule]]:
+                 table_id: int) -> tuple[list[tuple[str, str]], list[Route], list[Rule]]:
+    """(line, inverse line) pairs, the routes and the rules after."""
     existing = kernel.routes.get(fam, [])
     present = spec.state == "present"
     want = [r for r in spec.routes if r.family == fam]
@@ -204,10 +226,19 @@ def _plan_family(spec: TableSpec, fam: int, kernel: KernelState,
     _check_deletes(all_rules, adds, dels)
 
     t = str(table_id)
-    lines = [" ".join(["route", "replace", *r.spec(), "table", t]) for r in replaces]
-    lines += [" ".join(["rule", "add", *r.spec()]) for r in adds]
-    lines += [" ".join(["rule", "del", *r.spec()]) for r in dels]
-    lines += [" ".join(["route", "del", *r.spec(), "table", t]) for r in route_dels]
+    old = {r.key(): r for r in existing}
+
+    def route(verb: str, r: Route) -> str:
+        return " ".join(["route", verb, *r.spec(), "table", t])
+
+    def rule(verb: str, r: Rule) -> str:
+        return " ".join(["rule", verb, *r.spec()])
+
+    lines = [(route("replace", r), route("replace", old[r.key()]) if r.key() in old else route("del", r))
+             for r in replaces]
+    lines += [(rule("add", r), rule("del", r)) for r in adds]
+    lines += [(rule("del", r), rule("add", r)) for r in dels]
+    lines += [(route("del", r), route("replace", r)) for r in route_dels]
     return lines, after_routes, sorted(shown, key=lambda r: (r.priority, r.table))
 
 
@@ -241,21 +272,52 @@ def plan_table(spec: TableSpec, kernel: KernelState, files: FileState,
         if table_id is None:
             after_routes[fam], after_rules[fam] = [], []
             if helper_prio is not None:
-                lines, _changes, after_rules[fam] = _plan_family(spec, fam, kernel, 0)
-                plan.batches[fam] = lines
+                pairs, _changes, after_rules[fam] = _plan_family(spec, fam, kernel, 0)
+                plan.batches[fam] = [line for line, _undo in pairs]
+                plan.inverses[fam] = [undo for _line, undo in pairs]
             continue
-        lines, after_routes[fam], after_rules[fam] = _plan_family(spec, fam, kernel, table_id)
-        plan.batches[fam] = lines
+        pairs, after_routes[fam], after_rules[fam] = _plan_family(spec, fam, kernel, table_id)
+        plan.batches[fam] = [line for line, _undo in pairs]
+        plan.inverses[fam] = [undo for _line, undo in pairs]
     plan.before = _render(spec.name, table_id, files.mappings, before_routes, before_rules, files.path)
     plan.after = _render(spec.name, table_id, want_map, after_routes, after_rules, files.path)
     return plan
 
 
+_FAILED_LINE = re.compile(r"Command failed -:(\d+)")
+
+
 def _run_batches(plan: Plan, runner: Runner) -> None:
+    """Run each family's batch; on a failure undo every line applied so far (this batch's
+    lines before the failing one, and the earlier batches) and raise."""
+    done: list[tuple[int, list[str]]] = []  # (family, inverse lines applied), in order
     for fam in FAMILIES:
         lines = plan.batches.get(fam)
-        if lines:
-            runner.run(["ip", f"-{fam}", "-batch", "-"], stdin="\n".join(lines) + "\n")
+        if not lines:
+            continue
+        res = runner.run(["ip", f"-{fam}", "-batch", "-"], stdin="\n".join(lines) + "\n", check=False)
+        if res.rc == 0:
+            done.append((fam, plan.inverses[fam]))
+            continue
+        found = _FAILED_LINE.search(res.stderr)
+        applied = int(found.group(1)) - 1 if found else 0
+        done.append((fam, plan.inverses[fam][:applied]))
+        error = res.stderr.strip() or res.stdout.strip()
+        undo_errors = _undo(done, runner)
+        if undo_errors:
+            raise EngineError(f"ip -{fam} -batch failed: {error}; partially applied, and the rollback "
+                              f"failed too: {'; '.join(undo_errors)}")
+        raise EngineError(f"ip -{fam} -batch failed: {error}; partially applied, rolled back")
+
+
+def _undo(done: list[tuple[int, list[str]]], runner: Runner) -> list[str]:
+    errors = []
+    for fam, inverses in reversed(done):
+        for line in reversed(inverses):
+            res = runner.run(["ip", f"-{fam}", *line.split()], check=False)
+            if res.rc != 0:
+                errors.append(f"ip -{fam} {line}: {res.stderr.strip()}")
+    return errors
 
 
 def apply_table(params: dict[str, Any], runner: Runner, check: bool = False,
@@ -278,15 +340,28 @@ def apply_table(params: dict[str, Any], runner: Runner, check: bool = False,
     spec = ready_routes(spec, kernel)
     check_against_kernel(spec, kernel)
     files = read_file_state(spec.name, etc_dir)
+    check_ownership(spec, kernel, files, table_id)
     plan = plan_table(spec, kernel, files, table_id)
     changed = plan_changed(plan)
     result = {"changed": changed, "before": plan.before, "after": plan.after,
               "commands": plan.commands(), "table": {"name": spec.name, "id": table_id}}
     if check or not changed:
         return result
+    old_file = None
     if plan.write_file and table_id is not None:
+        if files.exists:
+            with open(files.path, encoding="utf-8") as fh:
+                old_file = fh.read()
         rt_tables.write_own(spec.name, table_id, etc_dir)
-    _run_batches(plan, runner)
+    try:
+        _run_batches(plan, runner)
+    except EngineError:
+        if plan.write_file and old_file is None:
+            rt_tables.remove_own(spec.name, etc_dir)
+        elif plan.write_file:
+            with open(files.path, "w", encoding="utf-8") as fh:
+                fh.write(old_file)
+        raise
     if plan.remove_file:
         rt_tables.remove_own(spec.name, etc_dir)
     # Read back: anything still to do means the kernel normalised our request differently

@@ -8,6 +8,7 @@ from ..errors import EngineError
 from ..runner import Runner
 
 _DELETED = re.compile(r"(\d+) flow entries have been deleted")
+_VANISHED = "such conntrack doesn't exist"
 FAMILIES = {None: ("ipv4", "ipv6"), 4: ("ipv4",), 6: ("ipv6",), "ipv4": ("ipv4",), "ipv6": ("ipv6",)}
 
 
@@ -23,10 +24,17 @@ def delete_by_mark(mark: int, mask: int, runner: Runner, family: object | None =
         raise EngineError(f"conntrack delete: unknown family {family!r} (4, 6 or None)")
     total = 0
     for fam in FAMILIES[family]:  # type: ignore[index]
-        res = runner.run(["conntrack", "-D", "-f", fam, "--mark", f"{mark:#x}/{mask:#x}"], check=False)
-        found = _DELETED.search(res.stderr + res.stdout)
-        if found:
-            total += int(found.group(1))
-        elif res.rc != 0:
-            raise EngineError(f"conntrack -D -f {fam} failed: {res.stderr.strip()}")
+        for _attempt in range(3):
+            res = runner.run(["conntrack", "-D", "-f", fam, "--mark", f"{mark:#x}/{mask:#x}"], check=False)
+            found = _DELETED.search(res.stderr + res.stdout)
+            if found:
+                total += int(found.group(1))
+                break
+            # An entry listed but gone before its delete (it expired or closed meanwhile)
+            # stops conntrack -D: run it again for the entries still there.
+            if _VANISHED in res.stderr:
+                continue
+            if res.rc != 0:
+                raise EngineError(f"conntrack -D -f {fam} failed: {res.stderr.strip()}")
+            break
     return total

@@ -196,16 +196,32 @@ def test_onlink_gateway_outside_prefixes_is_accepted():
     check_against_kernel(spec, kernel())
 
 
+def owned(tmp_path, text="101\tisp1\n"):
+    """Our rt_tables.d file maps the table: it is ours (created by an earlier run)."""
+    (tmp_path / "rt_tables.d").mkdir()
+    (tmp_path / "rt_tables.d" / "isp1.conf").write_text(text)
+
+
 def test_apply_table_check_mode_runs_no_batch_and_writes_nothing(tmp_path):
+    owned(tmp_path)
     runner = ScriptedRunner(fixture("route4_table101.json"), fixture("route6_table101.json"))
     params = {"name": "isp1", "id": 101, "routes": CURRENT_ROUTES[:1], "rules": []}
     res = routing.apply_table(params, runner, check=True, etc_dir=str(tmp_path), mapping_dirs=[str(tmp_path)])
     assert res["changed"] and res["commands"]
     assert runner.batches() == []
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.rglob("*")] == ["rt_tables.d", "isp1.conf"]
+
+
+def test_apply_table_refuses_an_explicit_id_holding_routes_it_did_not_create(tmp_path):
+    runner = ScriptedRunner(fixture("route4_table101.json"), fixture("route6_table101.json"))
+    params = {"name": "isp1", "id": 101, "routes": CURRENT_ROUTES[:1], "rules": []}
+    with pytest.raises(ValidationError, match=r"table 101 already holds route 'default via 198.51.100.1"):
+        routing.apply_table(params, runner, etc_dir=str(tmp_path), mapping_dirs=[str(tmp_path)])
+    assert runner.batches() == [] and list(tmp_path.iterdir()) == []
 
 
 def test_apply_table_real_run_writes_mapping_and_one_batch_per_family(tmp_path):
+    owned(tmp_path, "# an older file of ours\n101\tisp1\n")
     runner = ScriptedRunner(fixture("route4_table101.json"), fixture("route6_table101.json"))
     params = {"name": "isp1", "id": 101, "routes": CURRENT_ROUTES[:1], "rules": []}
     with pytest.raises(EngineError, match="still differs"):
