@@ -93,7 +93,10 @@ def _status(args, paths: Paths, runner: Runner) -> int:
     model = load_model(paths)
     states = all_states(paths, uplink_names(model))
     try:
-        drift = apply_policy(model["balance"], runner, check=True, states=states)["changed"]
+        # The wanted backend only (no leftovers of the other one, no interface check):
+        # one read of our ruleset instead of a process per table, family and backend.
+        wanted = apply_policy(model["balance"], runner, check=True, states=states, other_backend=False)
+        drift = wanted["changed"]
     except EngineError:
         drift = True
     status = collect(model, paths, runner, drift)

@@ -14,21 +14,29 @@ from engine.runner import Runner
 from . import ha_status
 from .monitor import read_carriers
 
-_MARK = re.compile(r"\bmark=(\d+)")
+# Both families in one text, several times faster to produce and read than `conntrack -L`
+# (whose printing dominates at 50 000 entries); absent when the kernel has no procfs for it.
+CONNTRACK_PROC = "/proc/net/nf_conntrack"
 
 
-def count_flows(runner: Runner, marks: Dict[str, int], mask: int) -> Dict[str, int]:
-    counts = {name: 0 for name in marks}
-    by_mark = {mark: name for name, mark in marks.items()}
-    for fam in ("ipv4", "ipv6"):
-        res = runner.run(["conntrack", "-L", "-f", fam], check=False)
-        for line in res.stdout.splitlines():
-            found = _MARK.search(line)
-            if found:
-                name = by_mark.get(int(found.group(1)) & mask)
-                if name:
-                    counts[name] += 1
-    return counts
+def count_flows(runner: Runner, marks: Dict[str, int], mask: int,
+                proc: str = CONNTRACK_PROC) -> Dict[str, int]:
+    """Live conntrack entries per uplink, counted by masked mark in one pass."""
+    per_mark: Dict[int, int] = {}
+    for entry in _conntrack_text(runner, proc).split(" mark=")[1:]:
+        end = entry.find(" ")
+        value = int(entry[:end] if end >= 0 else entry.split()[0]) & mask
+        per_mark[value] = per_mark.get(value, 0) + 1
+    return {name: per_mark.get(mark, 0) for name, mark in marks.items()}
+
+
+def _conntrack_text(runner: Runner, proc: str) -> str:
+    try:
+        with open(proc, encoding="ascii", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return "\n".join(runner.run(["conntrack", "-L", "-f", fam], check=False).stdout
+                         for fam in ("ipv4", "ipv6"))
 
 
 def last_events(paths: Paths, names: List[str], max_bytes: int = 65536) -> Dict[str, str]:

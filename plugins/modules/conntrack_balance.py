@@ -32,19 +32,41 @@ description:
     from a translated prefix are balanced (same mode, tiers and weights) among the uplinks
     whose I(uplinks[].nptv6) translates it, never onto an uplink that does not. A LAN IPv6
     prefix that no uplink translates or owns is rejected, naming I(lans[].prefixes).
+  - Only a new connection (C(ct state new)) without a mark of ours is ever given an
+    uplink. A connection that existed before the first apply keeps the path it had
+    (unmarked, by the main table). After a change of I(mark_mask) or of an uplink's
+    I(mark), connections marked before are not re-chosen either; their old mark no
+    longer selects an uplink table, so they follow the main table (those that left by
+    another ISP break; change marks in a maintenance window). Renaming an uplink with the
+    same I(mark) keeps its connections.
   - Owned objects only. The nftables backend uses the single table
-    C(inet netops_multihome); the iptables backend uses its own chains C(MH_*) in the
-    mangle and nat tables with one jump each from C(PREROUTING), C(OUTPUT) and
-    C(POSTROUTING), inserted at position 1. Every other table, chain and rule is left
-    byte-identical and nothing foreign is ever flushed.
-  - One transaction per apply (C(nft -f -), or C(iptables-restore --noflush) per address
-    family; each is test-loaded before any is applied). If the kernel rejects it, the
-    previous ruleset stays in force and the module fails with the kernel's message.
-  - The ruleset is compared chain by chain with the kernel's own listing; a re-apply of
-    the same input changes nothing. A change of only the up/down set or the weights
-    (what the failover hook does) flushes and refills only the chain holding the
-    choice (and the pins), never the restore rules, so established flows are not
-    disturbed.
+    C(inet netops_multihome), whose marking chains run at priority C(mangle - 10) (-160),
+    after conntrack and before iptables' mangle chains (-150), so the order is defined
+    and an administrator's mangle rules see our marks. The iptables backend uses its own
+    chains, named C(NETOPS_MH_*) (a prefix no other tool uses; no other chain, even an
+    C(MH_*) one, is ever touched), in the mangle, nat and filter tables with one jump
+    each from C(PREROUTING), C(OUTPUT), C(POSTROUTING) and C(FORWARD), inserted at
+    position 1. Every other table, chain and rule is left byte-identical and nothing
+    foreign is ever flushed.
+  - One transaction per apply with nftables (C(nft -f -)). The iptables backend commits
+    each table of each family separately (C(iptables-restore --noflush) per family); all
+    are test-loaded before any is applied, and if one is refused after others were
+    committed, those are put back and the module fails saying "partially applied, rolled
+    back". If the kernel rejects the first, the previous ruleset stays in force.
+  - Per packet, the nftables ruleset costs the same whatever the number of uplinks, LANs
+    and prefixes; a marked connection's packets take one verdict-map lookup keyed by the
+    masked conntrack mark, any other packet that is not new one accept; LAN and bypass
+    prefixes, owned sources and pins are interval sets and maps consulted only for new
+    connections.
+  - The ruleset is compared with the kernel's own listing (chains rule by rule, sets and
+    maps element by element); a re-apply of the same input changes nothing. A change of
+    only the up/down set or the weights (what the failover hook does) refills only the
+    choice chains and replaces the pin map elements, in one transaction, never the
+    restore map, so established flows are not disturbed.
+  - IPv4 is balanced only among uplinks with I(uplinks[].nat) other than C(none) (a LAN's
+    private source cannot leave untranslated; sources an uplink owns still use it). An
+    IPv6 source that no uplink translates or owns is left unmarked by both backends; it
+    follows the main table, as it would without this module.
   - Switching I(backend) removes the objects of the other backend in the same run.
 author:
   - netops.multihome maintainers (!UNKNOWN)
@@ -68,9 +90,9 @@ options:
         proportional to its weight.
       - C(source_hash) hashes the client's source address over a slot table of every
         uplink of the tier; when an uplink goes down only its slots are handed to the
-        live ones, so clients of a live uplink never move. With the iptables backend
-        HMARK overwrites the whole packet mark of the first packet, whose bits outside
-        I(mark_mask) are then taken back from the conntrack mark.
+        live ones, so clients of a live uplink never move. The iptables backend uses the
+        C(cluster) match (at most 32 slots per tier); no mark bit outside I(mark_mask)
+        is touched.
     type: str
     choices: [round_robin, random, source_hash]
     default: random
@@ -80,7 +102,7 @@ options:
         keep the rest. An integer or a string such as C(0xff00). Must not be 0.
       - Before anything changes, the module refuses when another user of marks on the router
         (an C(ip rule) with a fwmark, an nftables rule outside this module's table, a legacy
-        iptables rule outside the C(MH_) chains) tests or sets bits inside this mask
+        iptables rule outside the C(NETOPS_MH_) chains) tests or sets bits inside this mask
         (kube-proxy uses C(0xc000), Cilium C(0x0f00)); the error names each and a mask that fits.
     type: raw
     default: "0xff00"
@@ -218,6 +240,17 @@ options:
     type: list
     elements: str
     default: []
+  nptv6_inbound:
+    description:
+      - I(uplinks[].nptv6) gives every host of a translated LAN prefix a public address, and
+        the inbound mapping reaches it from anywhere unless forwarding is filtered.
+      - C(established) (the default) drops new connections that arrive on an uplink for a
+        translated LAN prefix; replies and related traffic (ICMPv6 errors) of connections
+        the LAN opened pass. C(any) lets new inbound connections through (filter them
+        yourself).
+    type: str
+    choices: [established, any]
+    default: established
   recorded_states:
     description:
       - Also take an uplink out of the choice when the failover hook of the C(netops.multihome.multihome)
@@ -241,7 +274,8 @@ notes:
   - Needs C(nft) (nftables backend) or C(iptables-restore)/C(ip6tables-restore) (iptables
     backend), and C(ip) to check that interfaces exist.
   - The routing half (fwmark rules and per-uplink tables) is M(netops.multihome.policy_route_table).
-  - With the iptables backend IPv4 and IPv6 are two transactions; both are test-loaded first.
+  - With the iptables backend each table and family is its own commit; all are test-loaded
+    first and a later refusal rolls back the earlier ones.
 """
 
 EXAMPLES = r"""
@@ -335,6 +369,7 @@ from ansible_collections.netops.multihome.plugins.module_utils.engine.model.poli
     BACKENDS,
     MODES,
     NAT_KINDS,
+    NPTV6_INBOUND,
     STATES,
 )
 from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset.apply import (  # noqa: E402
@@ -396,6 +431,7 @@ ARGUMENT_SPEC = {
         },
     },
     "bypass": {"type": "list", "elements": "str", "default": [], "no_log": False},
+    "nptv6_inbound": {"type": "str", "choices": list(NPTV6_INBOUND), "default": "established"},
     "recorded_states": {"type": "bool", "default": False},
 }
 

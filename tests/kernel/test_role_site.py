@@ -148,6 +148,9 @@ def steady(reports: list) -> list:
 
 def test_status_reports_each_uplink_its_rules_and_live_flows_json_and_table_agree(converged) -> None:
     lab = converged
+    # An earlier test's carrier loss may still be followed by LSM's own down/up verdicts.
+    assert wait_for(lambda: all(u["state"] == "up" and "probe=up" in u["detail"]
+                                for u in status(lab)["uplinks"]), 15.0) is not None
     with lab.stream("c1", count=4, duration=4.0):
         time.sleep(0.5)
         data = status(lab)

@@ -2,8 +2,9 @@
 both sides use (``encode``, ``decode``), over the monitor's unix socket.
 
 This is the hook's fast path. The monitor has the engine loaded already, so the hook
-process needs only this module (os, socket, time: no json, re or typing, which would
-double its start-up) instead of importing the whole engine. The monitor validates,
+process needs only this module (os, time and the C socket module: no json, re, typing or
+the ``socket`` wrapper, whose enum and selectors imports cost more than the rest of the
+hook's start-up together) instead of importing the whole engine. The monitor validates,
 applies and logs exactly as the hook would; when it is not running, the hook handles the
 event itself (``router.hook.main``).
 
@@ -12,8 +13,10 @@ argument cannot contain one). Reply: ``<rc>\n<log line>``.
 """
 from __future__ import annotations
 
+# The C module behind ``socket``: the same calls used here (connect, sendall, shutdown,
+# recv, settimeout), without importing enum and selectors.
+import _socket as socket
 import os
-import socket
 import time
 
 # Paths.default() gives the same path; not imported here to keep the hook's start-up small.

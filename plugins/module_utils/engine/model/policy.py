@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import gcd
 from typing import Union
 
 from ..errors import ValidationError
@@ -22,8 +23,13 @@ BACKENDS = ("nftables", "iptables")
 MODES = ("round_robin", "random", "source_hash")
 NAT_KINDS = ("masquerade", "snat", "none")
 STATES = ("up", "down")
+# New connections from an uplink to a host behind its NPTv6 translation: refused
+# (established/related only, the default) or let through.
+NPTV6_INBOUND = ("established", "any")
 # Largest slot table (sum of reduced weights) a rule may carry.
 MAX_SLOTS = 256
+# iptables spells source_hash with the cluster match, which takes at most 32 slots.
+MAX_IPTABLES_HASH_SLOTS = 32
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class Policy:
     pins: tuple[Pin, ...] = ()
     bypass: tuple[Network, ...] = ()
     present: bool = True
+    nptv6_inbound: str = "established"
 
     def uplink(self, name: str) -> Uplink:
         for up in self.uplinks:
@@ -235,6 +242,15 @@ def parse_policy(params: dict, interfaces: set[str] | None = None) -> Policy:
                 {u.name: u.weight for u in members},
                 f"at least one weight > 0 in tier {tier}",
             )
+        live = [u.weight for u in members if u.weight > 0]
+        slots = sum(w // gcd(*live) for w in live)
+        if backend == "iptables" and mode == "source_hash" and slots > MAX_IPTABLES_HASH_SLOTS:
+            raise ValidationError(
+                "uplinks[].weight",
+                {u.name: u.weight for u in members},
+                f"weights of tier {tier} whose reduced sum is at most {MAX_IPTABLES_HASH_SLOTS} with"
+                " source_hash on the iptables backend (or the nftables backend)",
+            )
         if sum(u.weight for u in members) > MAX_SLOTS:
             raise ValidationError(
                 "uplinks[].weight",
@@ -276,7 +292,8 @@ def parse_policy(params: dict, interfaces: set[str] | None = None) -> Policy:
 
     _check_ipv6_carried(uplinks, lans, pins)
 
-    policy = Policy(backend, mode, mask, uplinks, lans, pins, bypass, True)
+    inbound = vocab.choice("nptv6_inbound", params.get("nptv6_inbound") or "established", NPTV6_INBOUND)
+    policy = Policy(backend, mode, mask, uplinks, lans, pins, bypass, True, inbound)
     if interfaces is not None:
         check_interfaces(policy, interfaces)
     return policy

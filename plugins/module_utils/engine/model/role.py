@@ -250,6 +250,7 @@ def _balance(role_vars: Dict[str, Any], uplinks, lans, marks, mask) -> Dict[str,
                  for lan in lans],
         "pins": _get(role_vars, "multihome_pins", []),
         "bypass": _get(role_vars, "multihome_bypass", []),
+        "nptv6_inbound": _get(role_vars, "multihome_nptv6_inbound", "established"),
     }
 
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 
 from ..errors import ValidationError
 
-# Uplink and LAN names. They end up in iptables chain names ("MH_MARK_<name>", at most 28
-# characters, the kernel's XT_EXTENSION_MAXNAMELEN - 1, so 20 would fit), in nft chain
+# Uplink and LAN names. They end up in iptables chain names ("NETOPS_MH_MARK_<name>", at most 28
+# characters, the kernel's XT_EXTENSION_MAXNAMELEN - 1, so 13 would fit), in nft chain
 # names (256), in rt_tables names ("mh_<name>") and in LSM connection names and state files.
 # The role has always allowed 12 and inventories rely on that; one rule for every path.
 NAME_MAX = 12

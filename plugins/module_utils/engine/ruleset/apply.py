@@ -8,7 +8,7 @@ from ..errors import EngineError
 from ..model.policy import Policy, absent_uplinks, check_interfaces, parse_policy
 from ..model.policy import policy_marks as _marks
 from ..runner import Runner
-from .backend import Backend
+from .backend import Backend, Step
 from .iptables import Iptables
 from .nft import Nftables
 from .plan import plan_ruleset
@@ -44,6 +44,35 @@ def _labelled(parts: list[tuple[str, str]]) -> str:
     return "".join(f"# {label}\n{text}" for label, text in parts if text)
 
 
+def _load(pending: list[Step]) -> None:
+    """Every transaction is test-loaded first, so a rejected one stops the run before any
+    backend, table or family has changed (one atomic transaction alone needs no test: a
+    refused one changes nothing). One refused for real after earlier ones were committed
+    (iptables: each table and family is its own commit) puts every step back."""
+    alone = len(pending) == 1 and pending[0].backend.atomic
+    for step in [] if alone else pending:
+        try:
+            step.backend.load(step.script, True)  # type: ignore[arg-type]
+        except EngineError as exc:
+            raise EngineError(f"{exc}; nothing changed") from exc
+    for done, step in enumerate(pending):
+        try:
+            step.backend.load(step.script, False)  # type: ignore[arg-type]
+        except EngineError as exc:
+            if alone:
+                raise EngineError(f"{exc}; nothing changed") from exc
+            failed = []
+            for undo in reversed(pending[: done + 1]):
+                try:
+                    undo.backend.rollback(undo.before)
+                except EngineError as again:
+                    failed.append(f"{undo.backend.label}: {again}")
+            if failed:
+                undone = "; ".join(failed)
+                raise EngineError(f"{exc}; partially applied, and the rollback failed: {undone}") from exc
+            raise EngineError(f"{exc}; partially applied, rolled back to the previous rules") from exc
+
+
 def apply_policy(
     source: dict | Policy,
     runner: Runner,
@@ -58,12 +87,16 @@ def apply_policy(
     (including that every interface exists) happens before anything is read or changed.
     With ``check`` nothing is applied but the result is computed the same way.
     ``other_backend=False`` (the failover hook's hot path) skips reading the other
-    backend for leftovers: a converge or ``multihome apply`` has already removed them.
+    backend for leftovers and the interface check: the converge or ``multihome apply``
+    that installed the model has done both, and rules match interfaces by name, so a
+    missing one cannot make the transaction fail.
     """
     policy = source if isinstance(source, Policy) else parse_policy(source)
-    if policy.present:
+    # The hot path (other_backend=False) reads the links only when an uplink may be absent.
+    if policy.present and (other_backend or any(u.may_be_absent for u in policy.uplinks)):
         links = router_interfaces(runner)
-        check_interfaces(policy, links)
+        if other_backend:
+            check_interfaces(policy, links)
         absent = absent_uplinks(policy, links)
         if absent:  # an uplink whose interface is missing is down, whatever was recorded
             states = {u.name: "down" if u.name in absent else (states or {}).get(u.name, u.state)
@@ -81,11 +114,7 @@ def apply_policy(
     commands = [f"{s.backend.command} <<'EOF'\n{s.script}EOF" for s in pending]
     changes = [f"{s.backend.label}: {what}" for s in pending for what in s.changes]
     if pending and not check:
-        # Every transaction is test-loaded first, so a rejected one stops the run before
-        # any other backend or family has been changed.
-        for test in (True, False):
-            for step in pending:
-                step.backend.load(step.script, test)
+        _load(pending)
     after = _labelled([(s.backend.label, s.after) for s in steps])
     return {
         "changed": bool(pending),

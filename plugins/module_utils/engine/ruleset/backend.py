@@ -16,6 +16,7 @@ from .plan import RulesetPlan
 class Backend(Protocol):
     label: str  # names the step in the before/after texts and in ``changes``
     command: str  # how the step's script is shown in ``commands``
+    atomic: bool  # whether one script is one transaction (all of it or nothing)
 
     def may_hold_ours(self) -> bool:
         """Whether reading is worth it when this is not the wanted backend (leftovers)."""
@@ -25,6 +26,9 @@ class Backend(Protocol):
 
     def load(self, script: str, test: bool) -> None:
         """Load one transaction; ``test``: only check it, nothing changes."""
+
+    def rollback(self, before: str) -> None:
+        """Put our rules back as ``before`` (a step's ``before`` text) says."""
 
 
 class Step(NamedTuple):

@@ -12,7 +12,7 @@ from math import gcd
 
 from ..errors import ValidationError
 from ..model import vocabulary as vocab
-from ..model.policy import STATES, Pin, Policy, ipv6_groups
+from ..model.policy import STATES, Pin, Policy, Uplink, ipv6_groups
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,8 @@ def plan_choice(policy: Policy, states: dict[str, str] | None = None) -> Choice:
     live = [u for u in usable if eff[u.name] == "up"]
     all_down = not live
     pool = live if live else usable
+    if not pool:
+        return Choice(policy.mode, ())
     tier = min(u.tier for u in pool)
     members = [u for u in usable if u.tier == tier]
     live_names = [u.name for u in pool if u.tier == tier]
@@ -94,6 +96,24 @@ def plan_choice(policy: Policy, states: dict[str, str] | None = None) -> Choice:
     return Choice(policy.mode, tuple(slots), tuple(live_names), all_down)
 
 
+def _choice_among(policy: Policy, carriers: Sequence[Uplink], states: dict[str, str] | None) -> Choice:
+    names = {u.name for u in carriers}
+    sub = replace(policy, uplinks=tuple(carriers))
+    return plan_choice(sub, {n: s for n, s in (states or {}).items() if n in names})
+
+
+def carries_lan_ipv4(up: Uplink) -> bool:
+    """Whether a LAN's (private) IPv4 source can leave by ``up``: only translated. Without
+    NAT only the sources the uplink owns can, and those are marked for it directly."""
+    return up.nat != "none"
+
+
+def plan_choice_v4(policy: Policy, states: dict[str, str] | None = None) -> Choice:
+    """The IPv4 new-flow choice: never an uplink that cannot carry a LAN's IPv4."""
+    effective_states(policy, states)  # rejects unknown names
+    return _choice_among(policy, [u for u in policy.uplinks if carries_lan_ipv4(u)], states)
+
+
 def plan_choice_v6(
     policy: Policy, states: dict[str, str] | None = None
 ) -> list[tuple[ipaddress.IPv6Network, tuple[str, ...], Choice]]:
@@ -101,9 +121,7 @@ def plan_choice_v6(
     effective_states(policy, states)  # rejects unknown names
     out = []
     for inside, carriers in ipv6_groups(policy.uplinks):
-        names = tuple(u.name for u in carriers)
-        sub = replace(policy, uplinks=tuple(carriers))
-        out.append((inside, names, plan_choice(sub, {n: s for n, s in (states or {}).items() if n in names})))
+        out.append((inside, tuple(u.name for u in carriers), _choice_among(policy, carriers, states)))
     return out
 
 

@@ -1,4 +1,8 @@
-"""iptables backend: own chains (``MH_*``) in mangle and nat, one jump from each built-in.
+"""iptables backend: own chains (``NETOPS_MH_*``) in mangle and nat, one jump from each built-in.
+
+Ownership is by name: only chains whose name starts with ``NETOPS_MH_`` (the collection's
+own name, which no other tool uses) are read, replaced or deleted; any other chain,
+including an administrator's ``MH_*``, is never touched.
 
 Rules are rendered exactly as ``iptables-save`` prints them, so the kernel's rules can
 be compared with the wanted ones chain by chain. A change is one
@@ -6,11 +10,12 @@ be compared with the wanted ones chain by chain. A change is one
 ip6tables) that declares (and so flushes) only our changed chains; a built-in chain only
 ever gets our single jump rule inserted or deleted, never flushed.
 
-Semantics match the nftables backend. Round robin is an exact ``statistic --mode nth``
-cascade: rule k of W slots matches every (W-k)-th packet reaching it, so each cycle of W
-new flows visits every slot once. Random is a cascade of conditional probabilities.
-source_hash uses HMARK on the source address; HMARK overwrites the whole packet mark, so
-for that one packet the bits outside ``mark_mask`` are reset from the conntrack mark.
+Semantics match the nftables backend: only a new connection with no mark of ours is
+ever chosen. Round robin is an exact ``statistic --mode nth`` cascade: rule k of W slots
+matches every (W-k)-th packet reaching it, so each cycle of W new flows visits every
+slot once. Random is a cascade of conditional probabilities. source_hash uses the
+``cluster`` match (a seeded jhash of the connection's source, modulo the slots), which
+leaves the packet mark alone, so bits outside ``mark_mask`` are kept.
 """
 
 from __future__ import annotations
@@ -18,23 +23,28 @@ from __future__ import annotations
 import shutil
 
 from ..errors import EngineError
-from ..model.policy import Policy, Uplink
+from ..model.policy import MAX_IPTABLES_HASH_SLOTS, Policy, Uplink
 from ..runner import Runner
 from .backend import Step
 from .choice import Choice
 from .plan import RulesetPlan, of_family
 
-PREFIX = "MH_"
-HMARK_SEED = 0x4D48  # fixed so a re-apply renders the same rule
+PREFIX = "NETOPS_MH_"
+HASH_SEED = 0x4D48  # fixed so a re-apply renders the same rule
+MAX_HASH_SLOTS = MAX_IPTABLES_HASH_SLOTS  # the cluster match's node limit
 # table -> chain -> rule lines ("-A CHAIN ...")
 Tables = dict[str, dict[str, list[str]]]
 # (table, built-in chain, our chain)
+PRE, OUT, LAN, PINS, CHOOSE = (PREFIX + n for n in ("PRE", "OUT", "LAN", "PINS", "CHOOSE"))
+NAT, NPT_IN, NPT_FORWARD = PREFIX + "NAT", PREFIX + "NPT_IN", PREFIX + "NPT_FORWARD"
 HOOKS: tuple[tuple[str, str, str], ...] = (
-    ("mangle", "PREROUTING", "MH_PRE"),
-    ("mangle", "OUTPUT", "MH_OUT"),
-    ("nat", "POSTROUTING", "MH_NAT"),
-    ("nat", "PREROUTING", "MH_NPT_IN"),
+    ("mangle", "PREROUTING", PRE),
+    ("mangle", "OUTPUT", OUT),
+    ("nat", "POSTROUTING", NAT),
+    ("nat", "PREROUTING", NPT_IN),
+    ("filter", "FORWARD", NPT_FORWARD),
 )
+TABLES = ("mangle", "nat", "filter")
 
 
 def tools(family: int) -> tuple[str, str]:
@@ -42,7 +52,7 @@ def tools(family: int) -> tuple[str, str]:
 
 
 def mark_chain(up: Uplink) -> str:
-    return f"MH_MARK_{up.name}"
+    return f"{PREFIX}MARK_{up.name}"
 
 
 def _m(mark: int, mask: int) -> str:
@@ -58,13 +68,12 @@ def _probability(p: float) -> str:
     return "%.11f" % (int(p * 0x80000000 + 0.5) / 0x80000000)
 
 
-def choose_rules(
-    policy: Policy, choice: Choice, family: int, chain: str = "MH_CHOOSE"
-) -> dict[str, list[str]]:
+def choose_rules(policy: Policy, choice: Choice, family: int, chain: str = CHOOSE) -> dict[str, list[str]]:
     chains = {u.name: mark_chain(u) for u in policy.uplinks}
     slots = list(choice.slots)
     rules: list[str] = []
-    extra: dict[str, list[str]] = {}
+    if not slots:
+        return {chain: rules}  # nothing can carry this family: the flow stays unmarked
     if choice.mode == "round_robin":
         w = len(slots)
         for k, name in enumerate(slots[:-1]):
@@ -84,27 +93,23 @@ def choose_rules(
             remaining -= weights[name]
         rules.append(f"-g {chains[order[-1]]}")
     else:
-        prefix = 32 if family == 4 else 128
-        keep = ~policy.mask & 0xFFFFFFFF
-        rules.append(
-            f"-j HMARK --hmark-src-prefix {prefix} --hmark-rnd 0x{HMARK_SEED:08x} --hmark-mod {len(slots)}"
-        )
-        for k, name in enumerate(slots):
-            rules.append(f"-m mark --mark {k:#x} -g MH_HASH_{name}")
-        for up in policy.uplinks:
-            if up.name in slots:
-                extra[f"MH_HASH_{up.name}"] = [
-                    "-j MARK --set-xmark 0x0/0xffffffff",
-                    f"-j CONNMARK --restore-mark --nfmask {keep:#x} --ctmask {keep:#x}",
-                    f"-g {chains[up.name]}",
-                ]
-    out = {chain: rules}
-    out.update(extra)
-    return out
+        if len(slots) > MAX_HASH_SLOTS:
+            raise EngineError(
+                f"source_hash on the iptables backend takes at most {MAX_HASH_SLOTS} slots (the sum of"
+                f" the reduced weights of one tier), this policy needs {len(slots)}: lower the weights"
+                " or use nftables"
+            )
+        for name in dict.fromkeys(slots):
+            nodes = sum(1 << k for k, owner in enumerate(slots) if owner == name)
+            rules.append(
+                f"-m cluster --cluster-local-nodemask 0x{nodes:08x} --cluster-total-nodes {len(slots)}"
+                f" --cluster-hash-seed 0x{HASH_SEED:08x} -g {chains[name]}"
+            )
+    return {chain: rules}
 
 
 def choose6_chain(index: int) -> str:
-    return f"MH_CHOOSE6_{index}"
+    return f"{PREFIX}CHOOSE6_{index}"
 
 
 def render_tables(plan: RulesetPlan, family: int) -> Tables:
@@ -113,15 +118,17 @@ def render_tables(plan: RulesetPlan, family: int) -> Tables:
     policy = plan.policy
     mask = policy.mask
     mangle: dict[str, list[str]] = {}
+    # Only a new connection with no mark of ours is ever given one (see nft.py).
     pre = [
         f"-m connmark ! --mark {_m(0, mask)} {_restore_mark(mask)}",
         f"-m connmark ! --mark {_m(0, mask)} -j RETURN",
+        "-m conntrack ! --ctstate NEW -j RETURN",
     ]
-    pre += [f"-i {u.interface} -m conntrack --ctdir ORIGINAL -g {mark_chain(u)}" for u in policy.uplinks]
-    pre += [f"-i {name} -g MH_LAN" for name in policy.lan_interfaces]
-    mangle["MH_PRE"] = pre
+    pre += [f"-i {u.interface} -g {mark_chain(u)}" for u in policy.uplinks]
+    pre += [f"-i {name} -g {LAN}" for name in policy.lan_interfaces]
+    mangle[PRE] = pre
 
-    lan = ["-m conntrack --ctdir REPLY -j RETURN"]
+    lan: list[str] = []
     if family == 6:
         # IPv6 has no rp_filter sysctl: drop spoofed sources as rp_filter=1 does for IPv4.
         lan.append("! -s ::/128 -m rpfilter --invert -j DROP")
@@ -131,7 +138,7 @@ def render_tables(plan: RulesetPlan, family: int) -> Tables:
     if family == 6:
         lan.append("-d fe80::/10 -j RETURN")
     lan += [f"-s {n} -g {mark_chain(up)}" for n, up in plan.owned_sources if n.version == family]
-    mangle["MH_LAN"] = [*lan, "-g MH_PINS"]
+    mangle[LAN] = [*lan, f"-g {PINS}"]
 
     pin_lines = []
     for pin in plan.pins:
@@ -140,11 +147,11 @@ def render_tables(plan: RulesetPlan, family: int) -> Tables:
             match += [f"-d {pin.destination}"] if pin.destination else []
             pin_lines.append(" ".join([*match, "-g", mark_chain(pin.uplink)]))
     if family == 4:
-        mangle["MH_PINS"] = [*pin_lines, "-g MH_CHOOSE"]
+        mangle[PINS] = [*pin_lines, f"-g {CHOOSE}"]
         mangle.update(choose_rules(policy, plan.choice, family))
     else:
         pin_lines += [f"-s {group.inside} -g {choose6_chain(i)}" for i, group in enumerate(plan.groups)]
-        mangle["MH_PINS"] = pin_lines
+        mangle[PINS] = pin_lines
         for i, group in enumerate(plan.groups):
             mangle.update(choose_rules(policy, group.choice, family, choose6_chain(i)))
     for up in policy.uplinks:
@@ -152,7 +159,7 @@ def render_tables(plan: RulesetPlan, family: int) -> Tables:
             f"-j MARK --set-xmark {_m(up.mark, mask)}",
             f"-j CONNMARK --set-xmark {_m(up.mark, mask)}",
         ]
-    mangle["MH_OUT"] = [f"-m connmark ! --mark {_m(0, mask)} {_restore_mark(mask)}"]
+    mangle[OUT] = [f"-m connmark ! --mark {_m(0, mask)} {_restore_mark(mask)}"]
 
     nat: dict[str, list[str]] = {}
     post: list[str] = []
@@ -166,14 +173,24 @@ def render_tables(plan: RulesetPlan, family: int) -> Tables:
         for up in policy.uplinks:
             post += [f"-s {m.inside} -o {up.interface} -j NETMAP --to {m.outside}" for m in up.nptv6]
     if post:
-        nat["MH_NAT"] = [f"-d {n} -j RETURN" for n in of_family(policy.bypass, family)] + post
+        nat[NAT] = [f"-d {n} -j RETURN" for n in of_family(policy.bypass, family)] + post
     if family == 6 and any(up.nptv6 for up in policy.uplinks):
-        nat["MH_NPT_IN"] = [
+        nat[NPT_IN] = [
             f"-d {m.outside} -i {up.interface} -j NETMAP --to {m.inside}"
             for up in policy.uplinks
             for m in up.nptv6
         ]
-    tables = {"mangle": mangle, "nat": nat}
+    filters: dict[str, list[str]] = {}
+    if family == 6 and policy.nptv6_inbound == "established":
+        # Only established/related traffic enters through a translation (see nft.py).
+        drops = [
+            f"-d {m.inside} -i {up.interface} -m conntrack --ctstate NEW -j DROP"
+            for up in policy.uplinks
+            for m in up.nptv6
+        ]
+        if drops:
+            filters[NPT_FORWARD] = drops
+    tables = {"mangle": mangle, "nat": nat, "filter": filters}
     return {
         t: {c: [f"-A {c} {r}" for r in rules] for c, rules in chains.items()} for t, chains in tables.items()
     }
@@ -182,7 +199,8 @@ def render_tables(plan: RulesetPlan, family: int) -> Tables:
 def format_tables(tables: Tables) -> str:
     """Readable text: our chains per table, in iptables-save syntax, plus the jumps."""
     out = []
-    for table, chains in tables.items():
+    for table in TABLES:  # one order, whichever order iptables-save listed them in
+        chains = tables.get(table, {})
         if not chains:
             continue
         out.append(f"*{table}")
@@ -198,7 +216,7 @@ def format_tables(tables: Tables) -> str:
 
 
 def parse_save(text: str) -> tuple[Tables, dict[str, list[str]]]:
-    """Our chains and our jump rules (table -> ["PREROUTING MH_PRE", ...]) from iptables-save."""
+    """Our chains and our jump rules (table -> ["PREROUTING NETOPS_MH_PRE", ...]) from iptables-save."""
     tables: Tables = {}
     hooks: dict[str, list[str]] = {}
     table = ""
@@ -220,14 +238,12 @@ def parse_save(text: str) -> tuple[Tables, dict[str, list[str]]]:
 
 
 def read_current(runner: Runner, family: int) -> str:
+    """Every table in one ``iptables-save`` (one process, not one per table)."""
     save = tools(family)[0]
-    out = []
-    for table in ("mangle", "nat"):
-        res = runner.run([save, "-t", table], check=False)
-        if res.rc != 0:
-            raise EngineError(f"{save} -t {table} failed: {res.stderr.strip()}")
-        out.append(res.stdout)
-    return "".join(out)
+    res = runner.run([save], check=False)
+    if res.rc != 0:
+        raise EngineError(f"{save} failed: {res.stderr.strip()}")
+    return res.stdout
 
 
 def current_text(current: str) -> str:
@@ -240,7 +256,7 @@ def plan(current: str, wanted: Tables | None) -> str | None:
     have, hooks = parse_save(current)
     wanted = wanted or {}
     out: list[str] = []
-    for table in ("mangle", "nat"):
+    for table in TABLES:
         want = wanted.get(table, {})
         cur = have.get(table, {})
         jumps = hooks.get(table, [])
@@ -271,14 +287,14 @@ def load(script: str, runner: Runner, family: int, test: bool = False) -> None:
     restore = tools(family)[1]
     res = runner.run([restore, "--noflush", *(["--test"] if test else [])], stdin=script, check=False)
     if res.rc != 0:
-        raise EngineError(f"{restore} rejected the rules, nothing changed: {res.stderr.strip()}")
+        raise EngineError(f"{restore} rejected the rules: {res.stderr.strip()}")
 
 
 def describe(current: str, wanted: Tables | None, family: int) -> list[str]:
     have, hooks = parse_save(current)
     wanted = wanted or {}
     out = []
-    for table in ("mangle", "nat"):
+    for table in TABLES:
         want, cur = wanted.get(table, {}), have.get(table, {})
         out += [f"{table}: add chain {c}" for c in want if c not in cur]
         out += [f"{table}: replace chain {c}" for c in want if c in cur and cur[c] != want[c]]
@@ -291,13 +307,14 @@ def describe(current: str, wanted: Tables | None, family: int) -> list[str]:
 
 
 class Iptables:
-    """The iptables backend for one family (see ``backend.Backend``): our MH_* chains."""
+    """The iptables backend for one family (see ``backend.Backend``): our NETOPS_MH_* chains."""
 
     def __init__(self, runner: Runner, family: int) -> None:
         self.runner = runner
         self.family = family
         self.label = "iptables" if family == 4 else "ip6tables"
         self.command = f"{self.label}-restore --noflush"
+        self.atomic = False  # each table is its own commit
 
     def may_hold_ours(self) -> bool:
         return shutil.which(tools(self.family)[0]) is not None
@@ -310,3 +327,8 @@ class Iptables:
 
     def load(self, script: str, test: bool) -> None:
         load(script, self.runner, self.family, test)
+
+    def rollback(self, before: str) -> None:
+        script = plan(read_current(self.runner, self.family), parse_save(before)[0])
+        if script:
+            load(script, self.runner, self.family)

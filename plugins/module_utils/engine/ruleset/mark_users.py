@@ -5,7 +5,7 @@ set mark bits in their own policy rules and rulesets. When their bits and our ma
 overlap, each rewrites or misreads the other's marks and flows leave by the wrong uplink.
 ``check_mark_mask`` reads every ``ip rule`` with a fwmark, every nftables rule and (with
 legacy iptables) every iptables rule that tests or sets a mark, outside our own rules,
-table and ``MH_*`` chains, and refuses before anything changes, naming each user and a
+table and ``NETOPS_MH_*`` chains, and refuses before anything changes, naming each user and a
 mask that would fit.
 """
 from __future__ import annotations
@@ -18,11 +18,11 @@ from ..errors import EngineError, ValidationError
 from ..model.naming import mask_shift
 from ..routing.iproute import read_rules
 from ..runner import Runner
+from .iptables import PREFIX as OUR_CHAIN_PREFIX
 from .nft import FAMILY as OUR_FAMILY
 from .nft import TABLE as OUR_TABLE
 
 FULL = 0xFFFFFFFF
-OUR_CHAIN_PREFIX = "MH_"
 _XT_MARK = re.compile(r"--(set-xmark|mark|nfmask|ctmask)\s+(0x[0-9a-fA-F]+|\d+)(?:/(0x[0-9a-fA-F]+|\d+))?")
 
 

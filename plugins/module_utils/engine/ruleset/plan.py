@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..model.policy import Network, Policy, Uplink
-from .choice import Choice, active_pins, plan_choice, plan_choice_v6
+from .choice import Choice, active_pins, plan_choice_v4, plan_choice_v6
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def plan_ruleset(policy: Policy, states: dict[str, str] | None = None) -> Rulese
     groups = tuple(V6Group(inside, names, choice) for inside, names, choice in plan_choice_v6(policy, states))
     return RulesetPlan(
         policy=policy,
-        choice=plan_choice(policy, states),
+        choice=plan_choice_v4(policy, states),
         groups=groups,
         pins=tuple(_pin_matches(policy, states, groups)),
         unbalanced=(*policy.lan_prefixes, *policy.bypass),

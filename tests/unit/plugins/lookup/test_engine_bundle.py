@@ -50,7 +50,7 @@ def test_another_users_folder_at_the_cache_path_is_not_used(tmpdir_only) -> None
     os.chmod(theirs, 0o777)
     os.chown(theirs, 65534, 65534)
     path = run_lookup()
-    assert not path.startswith(str(theirs))
+    assert not path.startswith(str(theirs) + os.sep)
     st = os.stat(os.path.dirname(path))
     assert st.st_uid == os.getuid() and not st.st_mode & 0o077
 
@@ -60,7 +60,7 @@ def test_a_symlink_at_the_cache_path_is_not_followed(tmpdir_only) -> None:
     elsewhere.mkdir(mode=0o700)
     (tmpdir_only / f"netops-multihome-{os.getuid()}").symlink_to(elsewhere)
     path = run_lookup()
-    assert not path.startswith(str(elsewhere)) and os.listdir(elsewhere) == []
+    assert not path.startswith(str(elsewhere) + os.sep) and os.listdir(elsewhere) == []
 
 
 def test_a_world_writable_cache_folder_of_ours_is_not_used(tmpdir_only) -> None:

@@ -31,14 +31,14 @@ def test_nft_statements_give_the_bits_they_touch() -> None:
 def test_our_table_and_chains_are_not_foreign() -> None:
     clobber = {"mangle": {"key": META, "value": 0x100}}
     assert bits(clobber, family="inet", table="netops_multihome") == []
-    assert bits(clobber, table="mangle", chain="MH_CHOOSE") == []
+    assert bits(clobber, table="mangle", chain="NETOPS_MH_CHOOSE") == []
 
 
 def test_iptables_save_lines() -> None:
     text = ("*mangle\n:PREROUTING ACCEPT [0:0]\n"
             "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n"
             "-A PREROUTING -m mark --mark 0x8000/0x8000 -j ACCEPT\n"
-            "-A MH_CHOOSE -j MARK --set-xmark 0x100/0xff00\nCOMMIT\n")
+            "-A NETOPS_MH_CHOOSE -j MARK --set-xmark 0x100/0xff00\nCOMMIT\n")
     found = list(mark_users.iptables_users(text, "iptables"))
     assert [b for _w, b in found] == [0x4000, 0x8000]
     assert "KUBE-MARK-MASQ" in found[0][0] and "-t mangle" in found[0][0]
