@@ -12,6 +12,8 @@
   multihome boot                       apply, then start the monitor (hosts without systemd)
   multihome monitor --foreground|--start|--stop|--restart|--status
   multihome monitor --verify [--wait S]  one monitor with one LSM per uplink, stable (JSON)
+  multihome teardown [--check] [--json]
+                                       remove every table, rule, ruleset and record of ours
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from engine.runner import Runner
 
 from . import confirm as cc
 from . import monitor as mon
+from .kernel_events import read_carriers
 from .monitorcheck import verify as verify_monitor
 
 
@@ -45,7 +48,8 @@ PARTS = ("sysctl", "routing", "main-default", "balance")
 DAEMON_LOG = "/var/log/netops-multihome/monitor.log"
 
 
-def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PARTS) -> Dict[str, Any]:
+def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PARTS,
+                management: Optional[str] = None, allow_management: bool = False) -> Dict[str, Any]:
     """Sysctl, routing tables, main default, balancing (with the recorded states)."""
     from engine.routing.main_default import ensure_main_default
     from engine.routing.sysctl import apply_sysctl
@@ -58,9 +62,20 @@ def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PA
     if "sysctl" in parts:
         results["sysctl"] = apply_sysctl(model.get("sysctl") or {}, check)
     if "routing" in parts:
+        from engine.routing.prune import prune
+
         results["routing"] = [apply_table(p, runner, check) for p in model.get("routing") or []]
+        # Uplinks gone from the inventory: their tables, rules, rt_tables.d entries, records.
+        results["routing"].append(prune(model, runner, paths, check, management=management,
+                                        allow_management=allow_management))
     if "main-default" in parts and model.get("local_default"):
         results["main-default"] = ensure_main_default(model["local_default"], runner, check)
+    if "main-default" in parts and model.get("own_traffic"):
+        # After routing: it copies the best live uplink's default route from its table.
+        from engine.routing.own_traffic import apply_own_default
+
+        states = all_states(paths, uplink_names(model))
+        results["own-traffic"] = apply_own_default(model, states, runner, check)
     if "balance" in parts:
         results["balance"] = apply_recorded(model["balance"], runner, check, paths,
                                             use_records=model["failover"].get("enabled", True))
@@ -133,11 +148,18 @@ def _drain(args, paths: Paths, runner: Runner) -> int:
 def _apply(args, paths: Paths, runner: Runner) -> int:
     if not args.check:
         cc.revert_if_stale(paths, runner, apply_model)  # at boot, after a reboot mid-confirm
-    model = load_model(paths)
+    if args.model == "-":  # the model about to be installed, for a preflight check
+        try:
+            model = json.loads(sys.stdin.read())
+        except ValueError as exc:
+            raise EngineError(f"--model -: not a JSON model: {exc}") from exc
+    else:
+        model = load_model(paths)
     started = time.monotonic()
     if args.confirm and not args.check:
         cc.arm(paths, args.confirm, cc.cli_argv())  # before any change: a crash mid-apply reverts too
-    result = apply_model(model, paths, runner, args.check, tuple(args.only or PARTS))
+    result = apply_model(model, paths, runner, args.check, tuple(args.only or PARTS),
+                         args.management, args.allow_management_removal)
     if not args.check and not cc.pending(paths):
         cc.save_confirmed(paths)
     result["seconds"] = round(time.monotonic() - started, 3)
@@ -190,9 +212,12 @@ def _monitor_argv() -> List[str]:
     return [os.path.realpath(sys.argv[0]), "monitor", "--foreground"]
 
 
-def _verify_monitor(args, paths: Paths) -> int:
+def _verify_monitor(args, paths: Paths, runner: Runner) -> int:
     with open(paths.lsm_conf, encoding="utf-8") as fh:
         expected = set(mon.split_lsm_config(fh.read()))
+    # An absent uplink (its interface does not exist) has no LSM until it appears.
+    links = read_carriers(runner)
+    expected -= {u["name"] for u in load_model(paths)["balance"]["uplinks"] if u["interface"] not in links}
     result = verify_monitor(expected, paths, args.wait)
     _out(json.dumps(result, sort_keys=True))
     return 0 if result["ok"] else 1
@@ -200,7 +225,7 @@ def _verify_monitor(args, paths: Paths) -> int:
 
 def _monitor(args, paths: Paths, runner: Runner) -> int:
     if args.action == "verify":
-        return _verify_monitor(args, paths)
+        return _verify_monitor(args, paths, runner)
     if args.action == "foreground":
         return mon.Monitor(paths, runner).run()
     if args.action in ("stop", "restart"):
@@ -249,6 +274,26 @@ def _at_least(low: float, kind: type = float):
     return parse
 
 
+def _teardown(args, paths: Paths, runner: Runner) -> int:
+    """Remove the kernel state the collection owns (the role removes the files after)."""
+    from engine.routing.prune import teardown
+    from engine.ruleset.apply import apply_policy
+
+    model = load_model(paths)
+    if not args.check:
+        mon.stop(paths)
+    backend = model["balance"].get("backend")
+    ruleset = apply_policy({"state": "absent", "backend": backend}, runner, args.check)
+    result = teardown(model, runner, paths, args.check)
+    result["commands"] = ruleset["commands"] + result["commands"]
+    result["changed"] = result["changed"] or ruleset["changed"]
+    if not args.check:
+        log_event(paths, f"teardown commands={len(result['commands'])}", "multihome")
+    _out(json.dumps(result, indent=2, sort_keys=True) if args.json else
+         ("would change" if args.check else "removed") if result["changed"] else "nothing of ours left")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="multihome", description="netops.multihome router control")
     sub = p.add_subparsers(dest="command", required=True)
@@ -267,6 +312,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--check", action="store_true", help="report what would change, change nothing")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--only", action="append", choices=PARTS)
+    ap.add_argument("--model", help="'-': read the model from stdin instead of the saved one")
+    ap.add_argument("--management", help="address of the management session: refuse removing its uplink")
+    ap.add_argument("--allow-management-removal", action="store_true")
     ap.add_argument("--confirm", type=_seconds, metavar="SECONDS",
                     help="revert to the last confirmed model unless 'multihome confirm' runs in time")
     sub.add_parser("confirm", help="keep the change applied with --confirm")
@@ -277,6 +325,9 @@ def parser() -> argparse.ArgumentParser:
     rv.add_argument("--token", required=True)
     bt = sub.add_parser("boot", help="apply the saved model and start the monitor (no systemd)")
     bt.add_argument("--no-monitor", action="store_true")
+    td = sub.add_parser("teardown", help="remove every table, rule, ruleset and record of ours")
+    td.add_argument("--check", action="store_true")
+    td.add_argument("--json", action="store_true")
     mo = sub.add_parser("monitor", help="LSM plus the link watcher")
     group = mo.add_mutually_exclusive_group(required=True)
     for action in ("foreground", "start", "stop", "restart", "status", "verify"):
@@ -291,7 +342,7 @@ def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner
     paths = paths or Paths.default()
     runner = runner or Runner()
     handlers = {"status": _status, "apply": _apply, "monitor": _monitor, "boot": _boot,
-                "confirm": _confirm, "arm": _arm, "revert": _revert,
+                "confirm": _confirm, "arm": _arm, "revert": _revert, "teardown": _teardown,
                 "drain": _drain, "undrain": _drain, "flows": _flows}
     try:
         return handlers[args.command](args, paths, runner)

@@ -1,14 +1,16 @@
-"""The failover monitor: LSM for upstream reachability plus a kernel link watcher.
+"""The failover monitor: LSM for upstream reachability plus a kernel event watcher.
 
 LSM probes targets through each uplink and runs the hook on a change; it does not see
-carrier loss quickly, so ``ip -o monitor link`` is read too and a lost carrier is
-handled in-process within milliseconds. ``run`` supervises both until SIGTERM;
-``start_detached`` runs it in the background for hosts without systemd.
+carrier loss quickly, so ``ip -o monitor link address route`` is read too: a lost
+carrier is handled in-process within milliseconds, and an uplink whose interface
+appears, whose address changes or whose table loses routes is repaired (see repair.py).
+An uplink whose interface does not exist is absent: down, no LSM, until it appears.
+``run`` supervises all of it until SIGTERM; ``start_detached`` runs it in the background
+for hosts without systemd.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import select
@@ -18,7 +20,7 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from engine.errors import EngineError
 from engine.failover.state import handle_event, load_model, log_event, uplink_names
@@ -28,8 +30,10 @@ from engine.paths import Paths
 from engine.runner import Runner
 
 from .hook import process as process_hook_event
+from .kernel_events import WATCH, LineReader, classify, read_carriers
 from .lsmbinary import find_lsm
 from .operability import Operability
+from .repair import Repairs
 
 IDENT = "multihome-monitor"
 _BLOCK = re.compile(r"^(defaults|connection|group)\s*\{(.*?)^\}", re.M | re.S)
@@ -53,32 +57,6 @@ def split_lsm_config(text: str) -> Dict[str, str]:
     return out
 
 
-def parse_link_line(line: str) -> Optional[Tuple[str, bool]]:
-    """``ip -o monitor link`` line -> (interface, carrier up); None if not a link line."""
-    deleted = line.startswith("Deleted ")
-    if deleted:
-        line = line[len("Deleted "):]
-    parts = line.split(": ", 2)
-    if len(parts) < 3 or not parts[0].strip().isdigit():
-        return None
-    ifname = parts[1].split("@", 1)[0]
-    flags_end = parts[2].find(">")
-    if not parts[2].startswith("<") or flags_end < 0:
-        return None
-    flags = parts[2][1:flags_end].split(",")
-    return ifname, (not deleted and "LOWER_UP" in flags and "UP" in flags)
-
-
-def read_carriers(runner: Runner) -> Dict[str, bool]:
-    res = runner.run(["ip", "-j", "link", "show"])
-    try:
-        links = json.loads(res.stdout or "[]")
-    except ValueError as exc:
-        raise EngineError(f"cannot parse 'ip -j link show': {exc}") from exc
-    return {link["ifname"]: "LOWER_UP" in link.get("flags", []) and "UP" in link.get("flags", [])
-            for link in links}
-
-
 class Monitor:
     def __init__(self, paths: Paths, runner: Optional[Runner] = None) -> None:
         self.paths = paths
@@ -95,6 +73,7 @@ class Monitor:
         self.server: Optional[socket.socket] = None
         # issue 15: metrics file and user hooks, fed each applied event (router/operability.py)
         self.ops = Operability(paths, self.runner, lambda line: log_event(paths, line, IDENT))
+        self.repairs = Repairs(self)
 
     def _event(self, uplink: str, up: bool) -> None:
         state = "up" if up else "down"
@@ -108,19 +87,30 @@ class Monitor:
     def sync_carriers(self) -> None:
         found = read_carriers(self.runner)
         for name in self.names:
+            self.repairs.set_present(name, self.iface_of[name] in found)
             up = found.get(self.iface_of[name], False)
             if self.carrier.get(name) != up:
                 self.carrier[name] = up
                 self._event(name, up)
 
     def on_line(self, line: str) -> None:
-        parsed = parse_link_line(line.strip())
-        if parsed is None or parsed[0] not in self.uplink_of:
+        event = classify(line, self.uplink_of, self.repairs.uplink_of_table)
+        if event is None:
             return
-        name = self.uplink_of[parsed[0]]
-        if self.carrier.get(name) != parsed[1]:
-            self.carrier[name] = parsed[1]
-            self._event(name, parsed[1])
+        name = event.uplink
+        if event.kind == "link" and not event.exists:
+            self.repairs.set_present(name, False)
+        elif event.kind == "link" and not self.repairs.present.get(name, True):
+            self.repairs.set_present(name, True)
+        if event.kind == "link" and self.carrier.get(name) != event.carrier:
+            self.carrier[name] = bool(event.carrier)
+            if event.carrier:
+                # Up only once the uplink's table is repaired: see Repairs.run.
+                self.repairs.schedule(name, "carrier", carrier_up=True)
+            else:
+                self._event(name, False)
+        elif event.kind != "link" or event.carrier:
+            self.repairs.schedule(name, event.kind)
 
     def _start_lsm(self, only: Optional[str] = None) -> None:
         if not self.model["failover"].get("enabled", True):
@@ -130,7 +120,7 @@ class Monitor:
         with open(self.paths.lsm_conf, encoding="utf-8") as fh:
             configs = split_lsm_config(fh.read())
         for uplink, text in sorted(configs.items()):
-            if only is not None and uplink != only:
+            if (only is not None and uplink != only) or not self.repairs.present.get(uplink, True):
                 continue
             conf = os.path.join(self.paths.run_dir, f"lsm-{uplink}.conf")
             fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -180,6 +170,14 @@ class Monitor:
                 conn.sendall(f"{rc}\n{line}".encode("utf-8", "replace"))
             self.ops.after_event(line)
 
+    def restart_lsm(self, uplink: str) -> None:
+        """Stop and start one uplink's LSM (its device or source address changed)."""
+        self._stop_child(self.lsm.pop(uplink, None))
+        self._start_lsm(only=uplink)
+
+    def stop_lsm(self, uplink: str) -> None:
+        self._stop_child(self.lsm.pop(uplink, None))
+
     def _stop_child(self, proc: Optional[subprocess.Popen]) -> None:
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -196,8 +194,9 @@ class Monitor:
         if self.model["failover"].get("enabled", True):
             find_lsm()  # no LSM: fail now, before starting anything
         # Watch first so no link event between the initial read and the watch is lost.
-        self.watch = subprocess.Popen(["ip", "-o", "monitor", "link"], stdout=subprocess.PIPE,
-                                      stdin=subprocess.DEVNULL, text=True, bufsize=1)
+        self.watch = subprocess.Popen(WATCH, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        assert self.watch.stdout is not None
+        lines = LineReader(self.watch.stdout.fileno())
         # LSM starts with every connection "unknown" and reports each one's first verdict
         # (unknown_up_notify), so the recorded probe states stand until LSM has seen.
         self.sync_carriers()
@@ -215,18 +214,19 @@ class Monitor:
                 self.model = load_model(self.paths)
                 self._start_lsm()
             try:
-                ready = select.select([self.watch.stdout, self.server], [], [], 1.0)[0]
+                ready = select.select([lines.fd, self.server], [], [], self.repairs.timeout(1.0))[0]
             except InterruptedError:
                 continue
             if self.server in ready:
                 self.serve_hook(self.server)
-            if self.watch.stdout in ready:
-                line = self.watch.stdout.readline()  # type: ignore[union-attr]
-                if not line:
-                    raise EngineError("ip monitor link exited")
-                self.on_line(line)
+            if lines.fd in ready:
+                for line in lines.read_lines():
+                    self.on_line(line)
+                if lines.eof:
+                    raise EngineError("ip monitor exited")
+            self.repairs.run_due()
             for uplink, proc in list(self.lsm.items()):
-                if proc.poll() is not None and not self.stopping:
+                if proc.poll() is not None and not self.stopping and self.repairs.present.get(uplink, True):
                     lsm_restarts = [t for t in lsm_restarts if time.time() - t < 60] + [time.time()]
                     log_event(self.paths, f"lsm ({uplink}) exited rc={proc.returncode}; restarting", IDENT)
                     time.sleep(min(5.0, 0.2 * len(lsm_restarts)))

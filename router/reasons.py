@@ -10,9 +10,12 @@ def sources_of(detail: str) -> dict:
 
 
 def reason_of(state: str, detail: str) -> str:
-    """``ok`` when up, else admin-drained / carrier / probe (the source that says down)."""
+    """``ok`` when up, ``absent`` without its interface, else admin-drained / carrier / probe
+    (the source that says down)."""
     if state == "up":
         return "ok"
+    if state == "absent":
+        return "absent"
     sources = sources_of(detail)
     for source, reason in _ORDER:
         if sources.get(source) == "down":

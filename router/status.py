@@ -12,6 +12,7 @@ from engine.paths import Paths
 from engine.runner import Runner
 
 from . import ha_status
+from .kernel_events import read_carriers
 from .reasons import reason_of, sources_of
 
 # docs/status-schema.md: bump on any change that is not a new field.
@@ -67,8 +68,11 @@ def collect(model: dict, paths: Paths, runner: Runner, drift: Optional[bool] = N
     flows = count_flows(runner, marks, mask)
     events = last_events(paths, names)
     uplinks = []
+    links = read_carriers(runner)
     for up in model["balance"]["uplinks"]:
         state, since, detail = uplink_state(paths, up["name"])
+        if up["interface"] not in links:
+            state, detail = "absent", f"interface {up['interface']} does not exist"
         uplinks.append({
             "name": up["name"], "interface": up["interface"], "state": state,
             "since": since, "detail": detail, "reason": reason_of(state, detail),

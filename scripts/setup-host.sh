@@ -2,11 +2,12 @@
 # Installs the system packages the lab and the tests need (Debian/Ubuntu, as root).
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
+# dnsmasq-base and udhcpc: the lab's DHCP uplinks (tests/harness/uplinks.py).
 # systemd-container and mmdebstrap: the lab's systemd-booted routers (lab/nspawn.py).
 PACKAGES=(iproute2 nftables iptables conntrack keepalived conntrackd openssh-server openssh-client
           systemd-container mmdebstrap
           iputils-ping procps psmisc util-linux python3 python3-venv make git
-          iperf3 strace)
+          iperf3 strace dnsmasq-base udhcpc)
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: run as root (the lab uses network and mount namespaces)" >&2
     exit 1

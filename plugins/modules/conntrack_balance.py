@@ -182,6 +182,13 @@ options:
             while it is C(down) (no other ISP would accept them).
         type: list
         elements: str
+      interface_may_be_absent:
+        description:
+          - The interface may not exist (an LTE stick, a PPPoE or VLAN link made later). While
+            it is missing the uplink is absent and treated as C(down); the others are balanced
+            and NATed normally. Without it a missing interface is an error naming it (typos).
+        type: bool
+        default: false
   lans:
     description: The LANs whose new flows are balanced. Prefixes of all LANs must not overlap.
     type: list
@@ -401,6 +408,7 @@ ARGUMENT_SPEC = {
                 },
             },
             "source_prefixes": {"type": "list", "elements": "str"},
+            "interface_may_be_absent": {"type": "bool", "default": False},
         },
     },
     "lans": {

@@ -63,6 +63,24 @@ options:
         listed rule, which the listed rule supersedes.
     type: bool
     default: true
+  dev_may_be_absent:
+    description:
+      - Leave out, instead of refusing, the routes whose O(routes[].dev) does not exist or
+        whose O(routes[].src) or gateway prefix is not configured on it yet (an uplink that
+        appears later). Rules are installed either way; re-run (or let the monitor) add the routes.
+    type: bool
+    default: false
+  learn_from:
+    description:
+      - An interface whose address is not static (DHCP, PPPoE, LTE). When applied, the table also
+        gets the routes learned from it now - its connected prefix or point-to-point peer, a default
+        route via the gateway its DHCP client or router advertisements installed elsewhere (or the
+        peer) - and a rule per address as source at O(learn_priority). Re-apply after it changes
+        (the role's monitor does).
+    type: str
+  learn_priority:
+    description: Priority of the learned source-address rules (needs O(learn_from)).
+    type: int
   routes:
     description:
       - The routes of the table. A route is identified by its family, destination and metric;
@@ -307,6 +325,9 @@ ARGUMENT_SPEC = {
     "id": {"type": "int"},
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
     "purge": {"type": "bool", "default": True},
+    "dev_may_be_absent": {"type": "bool", "default": False},
+    "learn_from": {"type": "str"},
+    "learn_priority": {"type": "int"},
     "routes": {"type": "list", "elements": "dict", "options": ROUTE_OPTIONS, "default": []},
     "rules": {"type": "list", "elements": "dict", "options": RULE_OPTIONS, "default": []},
     "main_suppress_default": {"type": "dict", "options": {

@@ -50,6 +50,7 @@ class Recorder:
     def __init__(self) -> None:
         self.applied: list = []
         self.deleted: list = []
+        self.owned: list = []
 
     def apply(self, params, runner, states):
         self.applied.append(dict(states))
@@ -59,17 +60,22 @@ class Recorder:
         self.deleted.append((mark, mask))
         return 3
 
+    def own(self, model, states, runner):
+        self.owned.append(dict(states))
+        return {"changed": False, "commands": []}
+
 
 def event(router, rec, uplink, source, state, at):
     paths, model = router
     return failover.handle_event(model, uplink, source, state, at, paths, None,
-                                 apply_fn=rec.apply, delete_fn=rec.delete, seq=at)
+                                 apply_fn=rec.apply, delete_fn=rec.delete, own_fn=rec.own, seq=at)
 
 
 def test_down_applies_live_set_and_deletes_only_that_mark(router) -> None:
     rec = Recorder()
     res = event(router, rec, "isp1", "probe", "down", 10.0)
     assert rec.applied == [{"isp1": "down", "isp2": "up"}]
+    assert rec.owned == rec.applied  # the router's own traffic follows the same states
     mark = router[1]["failover"]["uplinks"]["isp1"]["mark"]
     assert rec.deleted == [(mark, 0xFF00)]
     assert res.deleted_flows == 3 and "effective=up->down" in res.line()
@@ -100,9 +106,9 @@ def test_event_stamped_before_the_last_one_after_the_clock_stepped_back_is_appli
     paths, model = router
     rec = Recorder()
     failover.handle_event(model, "isp1", "probe", "down", 5000.0, paths, None,
-                          apply_fn=rec.apply, delete_fn=rec.delete, seq=10.0)
+                          apply_fn=rec.apply, delete_fn=rec.delete, own_fn=rec.own, seq=10.0)
     res = failover.handle_event(model, "isp1", "probe", "up", 1000.0, paths, None,
-                                apply_fn=rec.apply, delete_fn=rec.delete, seq=11.0)
+                                apply_fn=rec.apply, delete_fn=rec.delete, own_fn=rec.own, seq=11.0)
     assert not res.ignored and failover.uplink_state(paths, "isp1")[0] == "up"
 
 
@@ -113,7 +119,7 @@ def test_a_record_of_an_earlier_boot_never_hides_a_new_event(router) -> None:
     with open(os.path.join(paths.state_dir, "isp1.probe"), "w") as fh:
         fh.write("down 5000.000 seq=999999.0 boot=another-boot\n")
     res = failover.handle_event(model, "isp1", "probe", "up", 10.0, paths, None,
-                                apply_fn=rec.apply, delete_fn=rec.delete, seq=1.0)
+                                apply_fn=rec.apply, delete_fn=rec.delete, own_fn=rec.own, seq=1.0)
     assert not res.ignored and failover.uplink_state(paths, "isp1")[0] == "up"
 
 
@@ -160,11 +166,11 @@ def test_failed_apply_is_retried_logged_and_redone_by_the_next_event(router) -> 
 
     with pytest.raises(EngineError):
         failover.handle_event(model, "isp1", "probe", "down", 1.0, paths, None,
-                              apply_fn=flaky, delete_fn=rec.delete, seq=1.0)
+                              apply_fn=flaky, delete_fn=rec.delete, own_fn=rec.own, seq=1.0)
     with open(paths.events) as fh:
         assert fh.read().count("uplink=isp1 apply failed (attempt") == 3
     assert rec.deleted == []
     res = failover.handle_event(model, "isp1", "probe", "down", 2.0, paths, None,
-                                apply_fn=flaky, delete_fn=rec.delete, seq=2.0)
+                                apply_fn=flaky, delete_fn=rec.delete, own_fn=rec.own, seq=2.0)
     assert res.previous == "up" and res.effective["isp1"] == "down"
     assert len(rec.deleted) == 1 and failover.uplink_state(paths, "isp1")[0] == "down"

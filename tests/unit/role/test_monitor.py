@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from engine.model.profiles import monitor_settings
 
-from router.monitor import parse_link_line
+from router.kernel_events import parse_link_line
 
 
 def test_carrier_lost_gained_and_deleted() -> None:

@@ -218,6 +218,15 @@ def _default_delete(mark: int, mask: int, runner: Runner) -> int:
     return delete_by_mark(mark, mask, runner)
 
 
+OwnFn = Callable[[dict, Dict[str, str], Runner], dict]
+
+
+def _default_own(model: dict, states: Dict[str, str], runner: Runner) -> dict:
+    from ..routing.own_traffic import apply_own_default
+
+    return apply_own_default(model, states, runner)
+
+
 def handle_event(
     model: dict,
     uplink: str,
@@ -228,6 +237,7 @@ def handle_event(
     runner: Runner,
     apply_fn: ApplyFn = _default_apply,
     delete_fn: DeleteFn = _default_delete,
+    own_fn: OwnFn = _default_own,
     seq: Optional[float] = None,
 ) -> EventResult:
     """Record one monitor verdict and bring the balancing in line with every state.
@@ -270,6 +280,8 @@ def handle_event(
                                lambda: apply_fn(model["balance"], runner, effective))
             result.changed_rules = bool(applied.get("changed"))
             result.commands = list(applied.get("commands") or [])
+            # The router's own traffic moves with the LAN's (routing/own_traffic.py).
+            result.commands += own_fn(model, effective, runner).get("commands") or []
         others_live = any(s == "up" for n, s in effective.items() if n != uplink)
         if now_state == "down" and previous == "up" and others_live:
             info = model["failover"]["uplinks"][uplink]

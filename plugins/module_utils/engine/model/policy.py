@@ -50,6 +50,7 @@ class Uplink:
     snat_address: ipaddress.IPv4Address | None = None
     nptv6: tuple[Nptv6, ...] = ()
     source_prefixes: tuple[Network, ...] = ()
+    may_be_absent: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,8 @@ def _parse_uplink(i: int, item: dict, mask: int) -> Uplink:
         snat_address=snat_address,
         nptv6=_parse_nptv6(f"{opt}.nptv6", item.get("nptv6")),
         source_prefixes=_prefixes(f"{opt}.source_prefixes", item.get("source_prefixes")),
+        may_be_absent=vocab.boolean(f"{opt}.interface_may_be_absent",
+                                    item.get("interface_may_be_absent"), False),
     )
 
 
@@ -297,11 +300,13 @@ def parse_policy(params: dict, interfaces: set[str] | None = None) -> Policy:
 
 
 def check_interfaces(policy: Policy, interfaces: set[str]) -> None:
-    """Every uplink and LAN interface exists on the router (``interfaces``)."""
+    """Every LAN interface and every uplink interface not marked ``interface_may_be_absent``
+    exists on the router (``interfaces``); a marked one that is missing is absent (down)."""
     for i, up in enumerate(policy.uplinks):
-        if up.interface not in interfaces:
+        if up.interface not in interfaces and not up.may_be_absent:
             raise ValidationError(
-                f"uplinks[{i}].interface", up.interface, "an interface that exists on the router"
+                f"uplinks[{i}].interface", up.interface,
+                "an interface that exists on the router (or set interface_may_be_absent: true)",
             )
     for i, lan in enumerate(policy.lans):
         for j, name in enumerate(lan.interfaces):
@@ -391,3 +396,8 @@ def ipv6_groups(uplinks: Sequence[Uplink]) -> list[tuple[ipaddress.IPv6Network, 
 
 def policy_marks(policy: Policy) -> dict[str, tuple[int, int]]:
     return {u.name: (u.mark, policy.mask) for u in policy.uplinks}
+
+
+def absent_uplinks(policy: Policy, interfaces: set[str]) -> list[str]:
+    """Names of the uplinks allowed to be absent whose interface does not exist now."""
+    return [u.name for u in policy.uplinks if u.may_be_absent and u.interface not in interfaces]

@@ -31,7 +31,10 @@ PRIO_MAIN_SUPPRESS = 1000
 PRIO_FROM = 2000
 PRIO_OIF = 3000
 PRIO_FWMARK = 4000
+# The router's own unmarked traffic: after every uplink rule, before main (routing/own_traffic.py).
+PRIO_OWN_TRAFFIC = 5000
 MAX_SLOT = 999
+ADDRESSING = ("static", "dhcp", "dynamic")
 # Highest metric: the terminating route is used only when no gateway route of the table is.
 TERMINATING_METRIC = 2**32 - 1
 
@@ -69,13 +72,24 @@ def _iface_addr(option: str, value: Any, version: int) -> ipaddress._BaseAddress
     return iface  # type: ignore[return-value]
 
 
-def _gateway(option: str, value: Any, iface: Any) -> str:
-    allowed = f"an address inside the uplink's prefix {iface.network}"
+def _gateway(option: str, value: Any, iface: Any, interface: str) -> str:
+    """Inside the prefix; any peer when the address is a host route (point-to-point, the
+    route gets onlink); an IPv6 link-local address, bare or as ``fe80::1%<interface>``."""
+    allowed = (f"an address inside the uplink's prefix {iface.network}, a point-to-point peer "
+               f"(with a /{iface.max_prefixlen} address) or an IPv6 link-local address")
+    text = str(value)
+    if "%" in text:
+        text, scope = text.split("%", 1)
+        if scope != interface:
+            raise ValidationError(option, value, f"a link-local gateway scoped to the uplink's interface "
+                                                 f"({text}%{interface})")
     try:
-        gw = ipaddress.ip_address(str(value))
+        gw = ipaddress.ip_address(text)
     except ValueError:
         raise ValidationError(option, value, allowed) from None
-    if gw.version != iface.version or gw not in iface.network or gw == iface.ip:
+    point_to_point = iface.network.prefixlen == iface.max_prefixlen
+    if gw.version != iface.version or gw == iface.ip or not (
+            gw in iface.network or point_to_point or (gw.version == 6 and gw.is_link_local)):
         raise ValidationError(option, value, allowed + f" other than the uplink's own {iface.ip}")
     return str(gw)
 
@@ -102,7 +116,13 @@ def _uplink(i: int, raw: Dict[str, Any], failover: bool) -> Dict[str, Any]:
     opt = f"{UPLINKS}[{i}]"
     name = vocab.name(f"{opt}.name", raw.get("name"))
     up: Dict[str, Any] = {"name": name, "interface": vocab.ifname(f"{opt}.interface", raw.get("interface"))}
-    if raw.get("address") is None and raw.get("address6") is None:
+    up["addressing"] = vocab.choice(f"{opt}.addressing", raw.get("addressing", "static"), ADDRESSING)
+    if up["addressing"] != "static":
+        for key in ("address", "gateway", "address6", "gateway6"):
+            if raw.get(key) is not None:
+                raise ValidationError(f"{opt}.{key}", raw.get(key), f"nothing when addressing is "
+                                      f"{up['addressing']} (learned from the kernel)")
+    elif raw.get("address") is None and raw.get("address6") is None:
         raise ValidationError(f"{opt}.address", None, "an IPv4 address/prefix (or address6 for IPv6-only)")
     for fam, akey, gkey in ((4, "address", "gateway"), (6, "address6", "gateway6")):
         if raw.get(akey) is None:
@@ -113,11 +133,14 @@ def _uplink(i: int, raw: Dict[str, Any], failover: bool) -> Dict[str, Any]:
         if raw.get(gkey) is None:
             raise ValidationError(f"{opt}.{gkey}", None, f"the ISP's gateway inside {iface.network}")
         up[akey] = str(iface)
-        up[gkey] = _gateway(f"{opt}.{gkey}", raw.get(gkey), iface)
-    nat = vocab.choice(f"{opt}.nat", raw.get("nat", "snat" if "address" in up else "none"),
+        up[gkey] = _gateway(f"{opt}.{gkey}", raw.get(gkey), iface, up["interface"])
+    dynamic = up["addressing"] != "static"
+    nat = vocab.choice(f"{opt}.nat", raw.get("nat", "snat" if "address" in up else
+                                              "masquerade" if dynamic else "none"),
                        ("snat", "masquerade", "none"))
     if nat == "snat" and "address" not in up:
-        raise ValidationError(f"{opt}.nat", nat, "masquerade or none when the uplink has no IPv4 address")
+        raise ValidationError(f"{opt}.nat", nat,
+                              "masquerade or none when the uplink has no static IPv4 address")
     up["nat"] = nat
     for key in ("weight", "tier"):
         value = raw.get(key, 1)
@@ -134,6 +157,8 @@ def _uplink(i: int, raw: Dict[str, Any], failover: bool) -> Dict[str, Any]:
     else:
         up["targets"] = list(raw.get("targets") or [])
     up["monitor"] = raw.get("monitor") or {}
+    up["may_be_absent"] = vocab.boolean(f"{opt}.interface_may_be_absent",
+                                        raw.get("interface_may_be_absent"), False)
     return up
 
 
@@ -162,13 +187,19 @@ def _routing(up: Dict[str, Any], table_id: int, mark: int, mask: int) -> Dict[st
     slot = mark >> naming.mask_shift(mask)
     routes: List[Dict[str, Any]] = []
     rules: List[Dict[str, Any]] = []
+    dynamic = up["addressing"] != "static"
     for akey, gkey, fam in (("address", "gateway", "ipv4"), ("address6", "gateway6", "ipv6")):
-        if akey not in up:
+        if akey not in up and not dynamic:
             continue
-        iface = ipaddress.ip_interface(up[akey])
-        routes.append({"dest": str(iface.network), "dev": up["interface"], "src": str(iface.ip)})
-        routes.append({"dest": "default", "gateway": up[gkey], "dev": up["interface"]})
-        rules.append({"priority": PRIO_FROM + slot, "from": f"{iface.ip}/{iface.max_prefixlen}"})
+        if akey in up:
+            iface = ipaddress.ip_interface(up[akey])
+            gateway = ipaddress.ip_address(up[gkey])
+            routes.append({"dest": str(iface.network), "dev": up["interface"], "src": str(iface.ip)})
+            default = {"dest": "default", "gateway": up[gkey], "dev": up["interface"]}
+            if gateway not in iface.network and not gateway.is_link_local:
+                default["onlink"] = True  # a point-to-point peer
+            routes.append(default)
+            rules.append({"priority": PRIO_FROM + slot, "from": f"{iface.ip}/{iface.max_prefixlen}"})
         rules.append({"priority": PRIO_OIF + slot, "oif": up["interface"], "family": fam})
         rules.append({"priority": PRIO_FWMARK + slot, "fwmark": mark, "fwmask": mask, "family": fam})
     # The table ends in a terminating route in both families: a flow carrying this uplink's
@@ -178,7 +209,7 @@ def _routing(up: Dict[str, Any], table_id: int, mark: int, mask: int) -> Dict[st
         routes.append({"dest": "default", "type": "unreachable", "family": fam, "metric": TERMINATING_METRIC})
         if not any(r.get("family") == fam and "fwmark" in r for r in rules):
             rules.append({"priority": PRIO_FWMARK + slot, "fwmark": mark, "fwmask": mask, "family": fam})
-    return {
+    table = {
         "name": naming.table_name(up["name"]),
         "id": table_id,
         "state": "present",
@@ -186,6 +217,12 @@ def _routing(up: Dict[str, Any], table_id: int, mark: int, mask: int) -> Dict[st
         "rules": rules,
         "main_suppress_default": {"priority": PRIO_MAIN_SUPPRESS, "state": "present"},
     }
+    if up["may_be_absent"] or dynamic:
+        table["dev_may_be_absent"] = True
+    if dynamic:
+        table["learn_from"] = up["interface"]
+        table["learn_priority"] = PRIO_FROM + slot
+    return table
 
 
 def _balance(role_vars: Dict[str, Any], uplinks, lans, marks, mask) -> Dict[str, Any]:
@@ -200,6 +237,8 @@ def _balance(role_vars: Dict[str, Any], uplinks, lans, marks, mask) -> Dict[str,
         for key in ("nptv6", "source_prefixes"):
             if up[key]:
                 entry[key] = up[key]
+        if up["may_be_absent"]:
+            entry["interface_may_be_absent"] = True
         out_uplinks.append(entry)
     return {
         "state": "present",
@@ -315,6 +354,7 @@ def build_model(role_vars: Dict[str, Any]) -> Dict[str, Any]:
         "routing": routing,
         "sysctl": _sysctl(uplinks, lans, ipv6),
         "local_default": _local_default_routes(uplinks, local_default),
+        "own_traffic": {"table": _own_table(tables), "priority": PRIO_OWN_TRAFFIC},
         "failover": {
             "enabled": failover,
             "profile": profile,
@@ -332,6 +372,14 @@ def build_model(role_vars: Dict[str, Any]) -> Dict[str, Any]:
             },
         },
     }
+
+
+def _own_table(tables: Dict[str, int]) -> int:
+    """The owned table for the router's own traffic: derived like the uplinks' ids, never one of them."""
+    table_id = naming.derive_table_id("-own-traffic")
+    while table_id in tables.values():
+        table_id += 1
+    return table_id
 
 
 def _local_default_routes(uplinks: List[Dict[str, Any]], name: Optional[str]) -> Dict[str, Any]:

@@ -33,14 +33,17 @@ class TableSpec:
     suppress_priority: int | None
     suppress_state: str
     families: tuple[int, ...]
+    # Routes through a device that does not exist (yet) or lacks their src address are
+    # left out instead of refused: the uplink is absent, the monitor adds them when it appears.
+    dev_may_be_absent: bool = False
+    # Non-static uplinks: addresses, gateway and source rules learned from this interface
+    # when applied (routing/learned.py); the source rules get ``learn_priority``.
+    learn_from: str | None = None
+    learn_priority: int | None = None
 
 
 def _bool(option: str, value: Any, default: bool) -> bool:
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ValidationError(option, value, "true or false")
-    return value
+    return vocab.boolean(option, value, default)
 
 
 def _ifname(option: str, value: Any) -> str | None:
@@ -233,4 +236,14 @@ def parse_params(params: dict[str, Any]) -> TableSpec:
                               "a priority not used by any entry of rules")
     families = tuple(sorted({r.family for r in routes} | {r.family for r in rules})) or (4, 6)
     return TableSpec(name, table_id, state, purge, tuple(routes), tuple(rules),
-                     supp_prio, supp_state, families)
+                     supp_prio, supp_state, families,
+                     _bool("dev_may_be_absent", params.get("dev_may_be_absent"), False),
+                     _ifname("learn_from", params.get("learn_from")),
+                     _learn_priority(params.get("learn_priority")))
+
+
+def _learn_priority(value: Any) -> int | None:
+    if value is None:
+        return None
+    low, high = PRIORITY_RANGE
+    return vocab.bounded("learn_priority", value, low, high)

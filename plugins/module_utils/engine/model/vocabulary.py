@@ -42,6 +42,15 @@ def ifname(option: str, value: object) -> str:
     return value
 
 
+def boolean(option: str, value: object, default: bool) -> bool:
+    """true or false (YAML booleans only); ``default`` when unset."""
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ValidationError(option, value, "true or false")
+    return value
+
+
 def choice(option: str, value: object, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise ValidationError(option, value, "one of " + ", ".join(allowed))

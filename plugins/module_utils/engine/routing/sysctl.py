@@ -20,6 +20,14 @@ def _path(key: str, proc: str) -> str:
     return os.path.join(proc, *parts)
 
 
+def _absent_interface(key: str, proc: str) -> bool:
+    """A per-interface key (``net/ipv4/conf/<if>/...``) of an interface that does not exist
+    now: skipped, not an error (the monitor applies it when the interface appears)."""
+    parts = key.split("/")
+    return (len(parts) > 4 and parts[0] == "net" and parts[2] == "conf"
+            and parts[3] not in ("all", "default") and not os.path.isdir(_path("/".join(parts[:4]), proc)))
+
+
 def read(key: str, proc: str = PROC) -> str:
     try:
         with open(_path(key, proc), encoding="ascii") as fh:
@@ -33,8 +41,12 @@ def apply_sysctl(settings: Dict[str, str], check: bool = False, proc: str = PROC
     before: List[str] = []
     after: List[str] = []
     todo = []
+    skipped: List[str] = []
     for key in sorted(settings):
         want = str(settings[key])
+        if _absent_interface(key, proc):
+            skipped.append(key)
+            continue
         have = read(key, proc)
         before.append(f"{key} = {have}")
         after.append(f"{key} = {want}")
@@ -52,4 +64,5 @@ def apply_sysctl(settings: Dict[str, str], check: bool = False, proc: str = PROC
         "before": "\n".join(before) + "\n",
         "after": "\n".join(after) + "\n",
         "commands": [f"sysctl -w {k.replace('/', '.')}={v}" for k, v in todo],
+        "skipped": skipped,
     }

@@ -11,6 +11,7 @@ error says "partially applied, rolled back".
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
@@ -23,6 +24,7 @@ from ..model.table_spec import MAIN_TABLE, TableSpec, parse_params
 from ..runner import Runner
 from . import iproute, rt_tables
 from .iproute import FULL_MASK, Link, Route, Rule
+from .learned import with_learned
 
 FAMILIES = (4, 6)
 
@@ -108,6 +110,28 @@ def check_against_kernel(spec: TableSpec, kernel: KernelState) -> None:
                     "rules.priority", rule.priority,
                     f"a priority no rule of another table uses; IPv{rule.family} rule "
                     f"'{other.text()}' already holds it")
+
+
+def _route_ready(r: Route, links: dict[str, Link]) -> bool:
+    if r.dev is not None and r.dev not in links:
+        return False
+    local = {a for link in links.values() for a in link.addresses}
+    if r.src is not None and r.src not in local:
+        return False
+    if r.gateway is None or r.onlink or ipaddress.ip_address(r.gateway).is_link_local:
+        return True
+    candidates = [links[r.dev]] if r.dev else list(links.values())
+    gw = ipaddress.ip_address(r.gateway)
+    return any(gw.version == n.version and gw in n
+               for n in (ipaddress.ip_network(p) for link in candidates for p in link.prefixes))
+
+
+def ready_routes(spec: TableSpec, kernel: KernelState) -> TableSpec:
+    """With ``dev_may_be_absent``, the spec without the routes the kernel cannot take yet
+    (device missing, src or gateway's prefix not configured on it): the uplink is absent."""
+    if not spec.dev_may_be_absent:
+        return spec
+    return dataclasses.replace(spec, routes=tuple(r for r in spec.routes if _route_ready(r, kernel.links)))
 
 
 def check_ownership(spec: TableSpec, kernel: KernelState, files: FileState, table_id: int | None) -> None:
@@ -306,13 +330,14 @@ def apply_table(params: dict[str, Any], runner: Runner, check: bool = False,
     ``ValidationError`` for bad input before anything is changed and ``EngineError``
     when the kernel refuses a change.
     """
-    spec = parse_params(params)
+    spec = with_learned(parse_params(params), runner)
     dirs = tuple(mapping_dirs) if mapping_dirs is not None else (etc_dir, rt_tables.SHARE_DIR)
     own = rt_tables.own_path(spec.name, etc_dir)
     own_id = rt_tables.check_conflicts(spec.name, spec.table_id,
                                        rt_tables.read_mappings(dirs), own)
     table_id = spec.table_id if spec.table_id is not None else own_id
     kernel = read_kernel(runner, table_id, spec.families if spec.state == "present" else ())
+    spec = ready_routes(spec, kernel)
     check_against_kernel(spec, kernel)
     files = read_file_state(spec.name, etc_dir)
     check_ownership(spec, kernel, files, table_id)

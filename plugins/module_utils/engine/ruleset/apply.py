@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..errors import EngineError
-from ..model.policy import Policy, check_interfaces, parse_policy
+from ..model.policy import Policy, absent_uplinks, check_interfaces, parse_policy
 from ..model.policy import policy_marks as _marks
 from ..runner import Runner
 from .backend import Backend, Step
@@ -92,8 +92,15 @@ def apply_policy(
     missing one cannot make the transaction fail.
     """
     policy = source if isinstance(source, Policy) else parse_policy(source)
-    if policy.present and other_backend:
-        check_interfaces(policy, router_interfaces(runner))
+    # The hot path (other_backend=False) reads the links only when an uplink may be absent.
+    if policy.present and (other_backend or any(u.may_be_absent for u in policy.uplinks)):
+        links = router_interfaces(runner)
+        if other_backend:
+            check_interfaces(policy, links)
+        absent = absent_uplinks(policy, links)
+        if absent:  # an uplink whose interface is missing is down, whatever was recorded
+            states = {u.name: "down" if u.name in absent else (states or {}).get(u.name, u.state)
+                      for u in policy.uplinks}
     ruleset = plan_ruleset(policy, states) if policy.present else None
     nftables: list[Backend] = [Nftables(runner)]
     iptables: list[Backend] = [Iptables(runner, 4), Iptables(runner, 6)]

@@ -115,13 +115,18 @@ def iptables_users(text: str, command: str) -> Iterator[tuple[str, int]]:
 
 
 def rule_users(runner: Runner, ours: set[tuple[int, int]]) -> Iterator[tuple[str, int]]:
+    from ..routing.prune import owned_tables
+
+    # Rules into our own tables are ours, also those of an uplink gone from the inventory
+    # that this run is about to remove.
+    our_tables = {m.table_id for m in owned_tables()}
     for family in (4, 6):
         try:
             rules = read_rules(runner, family)
         except EngineError:
             continue  # no IPv6 on this kernel
         for rule in rules:
-            if rule.fwmark is None or (rule.fwmark, rule.fwmask) in ours:
+            if rule.fwmark is None or (rule.fwmark, rule.fwmask) in ours or rule.table in our_tables:
                 continue
             yield f"ip -{family} rule '{rule.text()}'", rule.fwmask or FULL
 

@@ -113,3 +113,48 @@ def test_role_and_both_modules_accept_the_same_interface_names(ifname, accepted)
             assert "interface" in exc.option or "iif" in exc.option, exc
             outcomes.append(False)
     assert outcomes == [accepted] * 3
+
+
+def test_interface_may_be_absent_is_one_switch_in_role_module_and_table():
+    role = ROLE["multihome_uplinks"]["options"]["interface_may_be_absent"]
+    module = conntrack_balance.ARGUMENT_SPEC["uplinks"]["options"]["interface_may_be_absent"]
+    assert (role["type"], role["default"]) == (module["type"], module["default"]) == ("bool", False)
+    assert doc(conntrack_balance)["uplinks"]["suboptions"]["interface_may_be_absent"]["default"] is False
+    raw = {**ROLE_UPLINKS["multihome_uplinks"][0], "interface_may_be_absent": True}
+    model = build_model({**ROLE_UPLINKS, "multihome_uplinks": [raw]})
+    assert model["balance"]["uplinks"][0]["interface_may_be_absent"] is True
+    assert parse_params(model["routing"][0]).dev_may_be_absent is True
+    assert parse_policy(model["balance"]).uplinks[0].may_be_absent is True
+    with pytest.raises(ValidationError, match=r"multihome_uplinks\[0\]\.interface_may_be_absent.*'yes'"):
+        build_model({**ROLE_UPLINKS, "multihome_uplinks": [{**raw, "interface_may_be_absent": "yes"}]})
+
+
+def test_addressing_choices_are_the_engines_and_bad_combinations_name_the_variable():
+    from ansible_collections.netops.multihome.plugins.module_utils.engine.model.role import ADDRESSING
+
+    assert ROLE["multihome_uplinks"]["options"]["addressing"]["choices"] == list(ADDRESSING)
+    base = ROLE_UPLINKS["multihome_uplinks"][0]
+    dhcp = {k: v for k, v in base.items() if k not in ("address", "gateway")} | {"addressing": "dhcp"}
+    model = build_model({**ROLE_UPLINKS, "multihome_uplinks": [dhcp]})
+    assert model["routing"][0]["learn_from"] == "wan1"
+    assert model["balance"]["uplinks"][0]["nat"] == "masquerade"
+    with pytest.raises(ValidationError, match=r"uplinks\[0\]\.address: .*nothing when addressing is dhcp"):
+        build_model({**ROLE_UPLINKS, "multihome_uplinks": [{**base, "addressing": "dhcp"}]})
+    with pytest.raises(ValidationError, match=r"multihome_uplinks\[0\]\.addressing: invalid value 'dchp'"):
+        build_model({**ROLE_UPLINKS, "multihome_uplinks": [{**dhcp, "addressing": "dchp"}]})
+    with pytest.raises(ValidationError, match=r"multihome_uplinks\[0\]\.nat: .*no static IPv4 address"):
+        build_model({**ROLE_UPLINKS, "multihome_uplinks": [{**dhcp, "nat": "snat"}]})
+
+
+def test_point_to_point_and_link_local_gateways():
+    base = ROLE_UPLINKS["multihome_uplinks"][0]
+    p2p = {**base, "address": "100.64.9.2/32", "gateway": "100.64.9.1"}
+    routes = build_model({**ROLE_UPLINKS, "multihome_uplinks": [p2p]})["routing"][0]["routes"]
+    assert {"dest": "default", "gateway": "100.64.9.1", "dev": "wan1", "onlink": True} in routes
+    with pytest.raises(ValidationError, match=r"multihome_uplinks\[0\]\.gateway: invalid value '100.64.9.1'"):
+        build_model({**ROLE_UPLINKS, "multihome_uplinks": [{**p2p, "address": "100.64.8.2/30"}]})
+    v6 = {**base, "address6": "2001:db8:1::2/64", "gateway6": "fe80::1%wan1"}
+    routes6 = build_model({**ROLE_UPLINKS, "multihome_uplinks": [v6]})["routing"][0]["routes"]
+    assert {"dest": "default", "gateway": "fe80::1", "dev": "wan1"} in routes6
+    with pytest.raises(ValidationError, match=r"gateway6: invalid value 'fe80::1%wan9'"):
+        build_model({**ROLE_UPLINKS, "multihome_uplinks": [{**v6, "gateway6": "fe80::1%wan9"}]})
