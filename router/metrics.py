@@ -93,8 +93,8 @@ class Metrics:
         model = load_model(self.paths)
         fo = model["failover"]["uplinks"]
         uplinks = model["balance"]["uplinks"]
-        flows = count_flows(self.runner, {u["name"]: int(fo[u["name"]]["mark"]) for u in uplinks},
-                           int(model["balance"].get("mark_mask") or 0xFF00))
+        marks = {u["name"]: int(fo[u["name"]]["mark"]) for u in uplinks}
+        flows = count_flows(self.runner, marks, int(model["balance"].get("mark_mask") or 0xFF00))
         counters = interface_counters(self.runner)
         now = time.time()
         fams = {name: Family(f"multihome_{name}", kind, text) for name, kind, text in (

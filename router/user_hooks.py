@@ -86,11 +86,11 @@ class UserHooks:
                                 start_new_session=True)
         self.running = proc
         try:
-            out, _ = proc.communicate(timeout=self.timeout)
+            out = proc.communicate(timeout=self.timeout)[0]
             outcome = f"rc={proc.returncode}"
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate()
+            out = proc.communicate()[0]
             outcome = f"killed after the {self.timeout:g}s timeout"
         self.running = None
         text = out.decode("utf-8", "replace").strip().replace("\n", " | ")[:MAX_OUTPUT]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import router.repair as repair
+from router import repair
 
 
 def fake_monitor() -> SimpleNamespace:

@@ -135,9 +135,8 @@ def _uplink(i: int, raw: Dict[str, Any], failover: bool) -> Dict[str, Any]:
         up[akey] = str(iface)
         up[gkey] = _gateway(f"{opt}.{gkey}", raw.get(gkey), iface, up["interface"])
     dynamic = up["addressing"] != "static"
-    nat = vocab.choice(f"{opt}.nat", raw.get("nat", "snat" if "address" in up else
-                                              "masquerade" if dynamic else "none"),
-                       ("snat", "masquerade", "none"))
+    default_nat = "snat" if "address" in up else "masquerade" if dynamic else "none"
+    nat = vocab.choice(f"{opt}.nat", raw.get("nat", default_nat), ("snat", "masquerade", "none"))
     if nat == "snat" and "address" not in up:
         raise ValidationError(f"{opt}.nat", nat,
                               "masquerade or none when the uplink has no static IPv4 address")

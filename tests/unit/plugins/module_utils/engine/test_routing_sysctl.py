@@ -1,10 +1,7 @@
 """Kernel settings: a per-interface key of a missing interface is skipped, not an error."""
 from __future__ import annotations
 
-# isort: off
-from test_policy_params import params  # noqa: F401  (puts the collection on sys.path)
 from ansible_collections.netops.multihome.plugins.module_utils.engine.routing.sysctl import apply_sysctl
-# isort: on
 
 
 def test_keys_of_a_missing_interface_are_skipped_and_the_rest_is_written(tmp_path) -> None:
