@@ -31,7 +31,7 @@ from engine.runner import Runner
 
 from . import confirm as cc
 from . import monitor as mon
-from .kernel_events import read_carriers
+from .links import read_carriers
 from .monitorcheck import verify as verify_monitor
 
 

@@ -8,14 +8,10 @@ pipe holds; every complete line is handed out at once, a partial one is kept.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
-
-from engine.errors import EngineError
-from engine.runner import Runner
 
 WATCH = ["ip", "-o", "monitor", "link", "address", "route"]
 _ADDR = re.compile(r"^(?:Deleted )?\d+:\s+(\S+)\s+inet6?\s")
@@ -100,13 +96,3 @@ def classify(line: str, uplink_of_iface: Dict[str, str],
     if line.startswith("default ") and uplink_dev:
         return KernelEvent(uplink_dev, "route")
     return None
-
-
-def read_carriers(runner: Runner) -> Dict[str, bool]:
-    res = runner.run(["ip", "-j", "link", "show"])
-    try:
-        links = json.loads(res.stdout or "[]")
-    except ValueError as exc:
-        raise EngineError(f"cannot parse 'ip -j link show': {exc}") from exc
-    return {link["ifname"]: "LOWER_UP" in link.get("flags", []) and "UP" in link.get("flags", [])
-            for link in links}

@@ -30,7 +30,8 @@ from engine.paths import Paths
 from engine.runner import Runner
 
 from .hook import process as process_hook_event
-from .kernel_events import WATCH, LineReader, classify, read_carriers
+from .kernel_events import WATCH, LineReader, classify
+from .links import read_carriers
 from .lsmbinary import find_lsm
 from .operability import Operability
 from .repair import Repairs

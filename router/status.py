@@ -12,7 +12,7 @@ from engine.paths import Paths
 from engine.runner import Runner
 
 from . import ha_status
-from .kernel_events import read_carriers
+from .links import read_carriers
 from .reasons import reason_of, sources_of
 
 # docs/status-schema.md: bump on any change that is not a new field.
