@@ -25,7 +25,14 @@ import time
 from typing import Any, Dict, List, Optional
 
 from engine.errors import EngineError
-from engine.failover.state import all_states, apply_recorded, load_model, log_event, uplink_names
+from engine.failover.state import (
+    StateLock,
+    all_states,
+    apply_recorded,
+    load_model,
+    log_event,
+    uplink_names,
+)
 from engine.paths import Paths
 from engine.runner import Runner
 
@@ -44,8 +51,19 @@ def _err(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
-PARTS = ("sysctl", "routing", "main-default", "balance")
+PARTS = ("sysctl", "routing", "main-default", "balance", "own-traffic")
 DAEMON_LOG = "/var/log/netops-multihome/monitor.log"
+
+
+def _apply_own_traffic(model: dict, paths: Paths, runner: Runner, check: bool) -> dict:
+    """After routing and balancing: copy the best live uplink's default route from its table,
+    with the recorded states read under the hook's lock, as the balancing does."""
+    from engine.routing.own_traffic import apply_own_default
+
+    if check:
+        return apply_own_default(model, all_states(paths, uplink_names(model)), runner, check)
+    with StateLock(paths):
+        return apply_own_default(model, all_states(paths, uplink_names(model)), runner, check)
 
 
 def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PARTS,
@@ -70,15 +88,11 @@ def apply_model(model: dict, paths: Paths, runner: Runner, check: bool, parts=PA
                                         allow_management=allow_management))
     if "main-default" in parts and model.get("local_default"):
         results["main-default"] = ensure_main_default(model["local_default"], runner, check)
-    if "main-default" in parts and model.get("own_traffic"):
-        # After routing: it copies the best live uplink's default route from its table.
-        from engine.routing.own_traffic import apply_own_default
-
-        states = all_states(paths, uplink_names(model))
-        results["own-traffic"] = apply_own_default(model, states, runner, check)
     if "balance" in parts:
         results["balance"] = apply_recorded(model["balance"], runner, check, paths,
                                             use_records=model["failover"].get("enabled", True))
+    if "own-traffic" in parts and model.get("own_traffic"):
+        results["own-traffic"] = _apply_own_traffic(model, paths, runner, check)
     changed = any(
         (any(r["changed"] for r in v) if isinstance(v, list) else v["changed"]) for v in results.values()
     )
