@@ -86,7 +86,8 @@ def test_monitor_runs_in_this_router_with_one_lsm_per_uplink(host, inventory) ->
     assert host.check_output(f"readlink /proc/{pid}/ns/net") == own_netns
     assert "multihome monitor" in host.check_output(f"ps -o args= -p {pid}")
     children = host.check_output(f"ps -o args= --ppid {pid}").splitlines()
-    lsm = sorted(line for line in children if line.startswith("lsm "))
+    # The monitor runs the installed LSM by its path: /usr/sbin/lsm (Debian 12) or foolsm (13).
+    lsm = sorted(line for line in children if line.split()[0].rsplit("/", 1)[-1] in ("lsm", "foolsm"))
     assert len(lsm) == len(inventory["multihome_uplinks"]), children
     for uplink in inventory["multihome_uplinks"]:
         assert any(f"lsm-{uplink['name']}.conf" in line for line in lsm), (uplink["name"], lsm)
