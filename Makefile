@@ -100,7 +100,7 @@ ee: build
 
 # ---------------------------------------------------------------- kernel tests (root)
 kernel: setup
-	$(TIMED) $(PY) -m pytest -q --durations=20 tests/kernel
+	$(TIMED) $(PY) -m pytest -q -n 2 --dist loadfile --durations=20 tests/kernel
 
 # Every scenario (molecule/shared holds their common create/destroy, not a scenario).
 molecule: setup

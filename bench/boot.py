@@ -39,7 +39,7 @@ def main() -> int:
     p.add_argument("--release", default="trixie", choices=["bookworm", "trixie"])
     p.add_argument("--runs", type=int, default=5)
     args = p.parse_args()
-    lab = Lab(lab_name("mhbt")[:6] + "b", "systemd", args.release)
+    lab = Lab(lab_name("mhbt", "b"), "systemd", args.release)
     lab.down()
     lab.up()
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -522,10 +523,12 @@ def up(name: str, topology: str, release: Optional[str] = None) -> dict:
     if state or lab_namespaces(name):
         down(name)
     plan = build_plan(topology)
-    free = sorted(set(range(1, 250)) - used_slots())
     d = labdir(name)
     d.mkdir(mode=0o700, parents=True)
-    (d / "slot").write_text(f"{free[0]}\n")
+    with open("/tmp/mhlab-slots.lock", "w") as lock:  # labs built in parallel claim one slot each
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        free = sorted(set(range(1, 250)) - used_slots())
+        (d / "slot").write_text(f"{free[0]}\n")
     try:
         built = build(name, plan, free[0], booted)
     except BaseException:

@@ -340,6 +340,10 @@ def wait_for(predicate, timeout: float, step: float = 0.05) -> Optional[float]:
     return None
 
 
-def lab_name(default: str) -> str:
-    """Tests use MHLAB_NAME when set, so two test runs on one machine never collide."""
-    return os.environ.get("MHLAB_NAME", default)
+def lab_name(default: str, suffix: str = "") -> str:
+    """A lab name (at most 8 characters) no other run or worker on this machine uses:
+    MHLAB_NAME (else DEFAULT), cut to fit, then the pytest-xdist worker's number (modules
+    run in parallel, each with its own labs), then SUFFIX (one lab per release, say)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
+    base = os.environ.get("MHLAB_NAME", default)
+    return base[:8 - len(worker) - len(suffix)] + worker + suffix

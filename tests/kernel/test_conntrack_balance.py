@@ -55,20 +55,18 @@ class LabRunner(Runner):
         return super().run(self.lab.argv(self.node, argv), stdin=stdin, check=check)
 
 
-def uplink_tables(lab: Lab) -> list:
+def uplink_tables(lab: Lab, isps: Sequence[str] = tuple(ISPS), ipv6: bool = True) -> list:
     """What the role passes to policy_route_table for each uplink: a default route per family
     and the fwmark rule, plus the main-table suppress rule so connected routes win."""
     tables = []
-    for k, isp in enumerate(ISPS, start=1):
+    for k, isp in enumerate(isps, start=1):
         up = lab.uplink(isp)
+        families = ("gateway4", "gateway6") if ipv6 else ("gateway4",)
         tables.append({
             "name": isp,
             "id": 100 + k,
-            "routes": [
-                {"dest": "default", "gateway": up["gateway4"], "dev": up["router_if"]},
-                {"dest": "default", "gateway": up["gateway6"], "dev": up["router_if"]},
-            ],
-            "rules": [{"priority": 1000 + k, "fwmark": f"0x{k}00", "fwmask": "0xff00"}],
+            "routes": [{"dest": "default", "gateway": up[gw], "dev": up["router_if"]} for gw in families],
+            "rules": [{"priority": 1000 + k, "fwmark": hex(k << 8), "fwmask": "0xff00"}],
             "main_suppress_default": {"priority": 999},
         })
     return tables

@@ -20,7 +20,7 @@ def uplinks(lab: Lab) -> dict:
 
 @pytest.fixture(scope="module")
 def node():
-    lab = Lab(lab_name("mho")[:5] + "r", "systemd", "bookworm")
+    lab = Lab(lab_name("mho", "r"), "systemd", "bookworm")
     lab.down()
     lab.up()
     try:

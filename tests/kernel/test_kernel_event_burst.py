@@ -5,14 +5,15 @@ first one (select() no longer reports them); the line reader must hand out every
 """
 from __future__ import annotations
 
-import os
 import select
 import subprocess
 import time
 
+from harness import lab_name
+
 from router.kernel_events import WATCH, LineReader, parse_link_line
 
-NS = f"{os.environ.get('MHLAB_NAME', 'mht')}-burst"
+NS = f"{lab_name('mht')}-burst"
 
 
 def test_a_burst_of_link_events_arrives_line_for_line() -> None:

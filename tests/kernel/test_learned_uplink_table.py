@@ -3,15 +3,15 @@ a scratch network namespace: a point-to-point /32 with a peer, a DHCP-style defa
 in main, renumbering, and an interface that is not there at all."""
 from __future__ import annotations
 
-import os
 import subprocess
 from typing import Iterator
 
 import pytest
 from ansible_collections.netops.multihome.plugins.module_utils.engine.routing.table import apply_table
 from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult, Runner
+from harness import lab_name
 
-NS = f"{os.environ.get('MHLAB_NAME', 'mht')}-learn"
+NS = f"{lab_name('mht')}-learn"
 TABLE = 3210
 PARAMS = {"name": "mh_lte", "id": TABLE, "state": "present", "routes": [], "dev_may_be_absent": True,
           "learn_from": "wan9", "learn_priority": 2009,

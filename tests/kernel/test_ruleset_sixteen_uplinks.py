@@ -11,31 +11,18 @@ from pathlib import Path
 
 import pytest
 from harness import Lab
-from test_conntrack_balance import BACKENDS, apply, playbook
+from test_conntrack_balance import BACKENDS, apply, playbook, uplink_tables
 
 # a topology file (mhlab takes a path as well as a name in lab/topologies)
 LAB_TOPOLOGY = str(Path(__file__).with_name("sixteen_isp.json"))
 ISPS = [f"isp{k}" for k in range(1, 17)]
 
 
-def uplink_tables(lab: Lab) -> list:
-    tables = []
-    for k, isp in enumerate(ISPS, start=1):
-        up = lab.uplink(isp)
-        tables.append({
-            "name": isp,
-            "id": 100 + k,
-            "routes": [{"dest": "default", "gateway": up["gateway4"], "dev": up["router_if"]}],
-            "rules": [{"priority": 1000 + k, "fwmark": hex(k << 8), "fwmask": "0xff00"}],
-            "main_suppress_default": {"priority": 999},
-        })
-    return tables
-
-
 @pytest.fixture(scope="module")
 def router(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Lab:
     tmp = tmp_path_factory.mktemp("sixteen")
-    playbook(lab, tmp, [{"netops.multihome.policy_route_table": "{{ item }}", "loop": uplink_tables(lab)}])
+    tables = uplink_tables(lab, ISPS, ipv6=False)
+    playbook(lab, tmp, [{"netops.multihome.policy_route_table": "{{ item }}", "loop": tables}])
     lab.run("r1", ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=2",
                    "net.ipv4.conf.all.src_valid_mark=1"])
     return lab

@@ -43,7 +43,7 @@ def sources(lab: Lab, n: int = 6) -> collections.Counter:
 @pytest.fixture(scope="module")
 def node(request: pytest.FixtureRequest):
     release = request.param
-    lab = Lab(lab_name("mhs")[:5] + {"bookworm": "12", "trixie": "13"}[release], "systemd", release)
+    lab = Lab(lab_name("mhs", {"bookworm": "12", "trixie": "13"}[release]), "systemd", release)
     lab.down()
     lab.up()
     try:
