@@ -14,6 +14,8 @@
   multihome monitor --verify [--wait S]  one monitor with one LSM per uplink, stable (JSON)
   multihome teardown [--check] [--json]
                                        remove every table, rule, ruleset and record of ours
+  multihome converged --verify [--check] | --record
+                                       the role's fast path (JSON on stdin and stdout)
 """
 from __future__ import annotations
 
@@ -226,13 +228,18 @@ def _monitor_argv() -> List[str]:
     return [os.path.realpath(sys.argv[0]), "monitor", "--foreground"]
 
 
-def _verify_monitor(args, paths: Paths, runner: Runner) -> int:
+def _expected_lsm(paths: Paths, runner: Runner) -> set:
+    """The uplinks that should have an LSM running now."""
     with open(paths.lsm_conf, encoding="utf-8") as fh:
         expected = set(mon.split_lsm_config(fh.read()))
     # An absent uplink (its interface does not exist) has no LSM until it appears.
     links = read_carriers(runner)
-    expected -= {u["name"] for u in load_model(paths)["balance"]["uplinks"] if u["interface"] not in links}
-    result = verify_monitor(expected, paths, args.wait)
+    uplinks = load_model(paths)["balance"]["uplinks"]
+    return expected - {u["name"] for u in uplinks if u["interface"] not in links}
+
+
+def _verify_monitor(args, paths: Paths, runner: Runner) -> int:
+    result = verify_monitor(_expected_lsm(paths, runner), paths, args.wait)
     _out(json.dumps(result, sort_keys=True))
     return 0 if result["ok"] else 1
 
@@ -308,6 +315,22 @@ def _teardown(args, paths: Paths, runner: Runner) -> int:
     return 0
 
 
+def _converged(args, paths: Paths, runner: Runner) -> int:
+    from . import converged
+
+    try:
+        request = json.loads(sys.stdin.read())
+    except ValueError as exc:
+        raise EngineError(f"converged: stdin is not JSON: {exc}") from exc
+    if args.record:
+        result = converged.record(request, paths)
+    else:
+        result = converged.verify(request, paths, runner, apply_model, lambda: _expected_lsm(paths, runner),
+                                  args.check)
+    _out(json.dumps(result, sort_keys=True))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="multihome", description="netops.multihome router control")
     sub = p.add_subparsers(dest="command", required=True)
@@ -342,6 +365,11 @@ def parser() -> argparse.ArgumentParser:
     td = sub.add_parser("teardown", help="remove every table, rule, ruleset and record of ours")
     td.add_argument("--check", action="store_true")
     td.add_argument("--json", action="store_true")
+    cv = sub.add_parser("converged", help="the role's fast path: is the router as the last converge left it")
+    way = cv.add_mutually_exclusive_group(required=True)
+    way.add_argument("--verify", action="store_true", help="compare with the last converge (digest on stdin)")
+    way.add_argument("--record", action="store_true", help="record a completed converge (manifest on stdin)")
+    cv.add_argument("--check", action="store_true", help="--verify: keep the record even if stale")
     mo = sub.add_parser("monitor", help="LSM plus the link watcher")
     group = mo.add_mutually_exclusive_group(required=True)
     for action in ("foreground", "start", "stop", "restart", "status", "verify"):
@@ -357,7 +385,7 @@ def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner
     runner = runner or Runner()
     handlers = {"status": _status, "apply": _apply, "monitor": _monitor, "boot": _boot,
                 "confirm": _confirm, "arm": _arm, "revert": _revert, "teardown": _teardown,
-                "drain": _drain, "undrain": _drain, "flows": _flows}
+                "drain": _drain, "undrain": _drain, "flows": _flows, "converged": _converged}
     try:
         return handlers[args.command](args, paths, runner)
     except EngineError as exc:
