@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from engine.paths import Paths
 from engine.runner import Runner
 
 from .events import parse_event_line
-from .metrics import Metrics
+from .metrics import FILENAME, Metrics
 from .user_hooks import UserHooks
 
 DEFAULTS: Dict[str, object] = {
@@ -55,6 +55,13 @@ def load_config(path: str, log: Callable[[str], None]) -> Dict[str, object]:
         else:
             log(f"{path}: {key}={value!r} ignored: allowed is {allowed}")
     return config
+
+
+def written_files(paths: Paths) -> List[str]:
+    """The files the monitor writes outside the collection's own directories: the metrics
+    textfile (teardown removes it; its directory may be node_exporter's and stays)."""
+    config = load_config(config_path(paths), lambda _message: None)
+    return [os.path.join(str(config["metrics_dir"]), FILENAME)] if config["metrics_dir"] else []
 
 
 class Operability:

@@ -16,7 +16,8 @@ from test_awx_runner import AWX_PLAY_LINE, ROOT
 # The private data dir of test_awx_runner (project clone, its collections, the lab's inventory)
 job_dir = test_awx_runner.private_data_dir
 SURVEYS = {"playbooks/status.yml": "playbooks/surveys/status.json",
-           "playbooks/drain.yml": "playbooks/surveys/drain.json"}
+           "playbooks/drain.yml": "playbooks/surveys/drain.json",
+           "playbooks/remove.yml": "playbooks/surveys/remove.json"}
 
 
 @pytest.fixture(scope="module")
