@@ -34,6 +34,7 @@ from .kernel_events import WATCH, LineReader, classify
 from .links import read_carriers
 from .lsmbinary import find_lsm
 from .operability import Operability
+from .quality import lsm_argv
 from .repair import Repairs
 
 IDENT = "multihome-monitor"
@@ -128,8 +129,8 @@ class Monitor:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
             self.lsm[uplink] = subprocess.Popen(
-                [lsm, "--no-fork", "--config", conf,
-                 "--pidfile", os.path.join(self.paths.run_dir, f"lsm-{uplink}.pid")],
+                lsm_argv(self.paths, [lsm, "--no-fork", "--config", conf,
+                                      "--pidfile", os.path.join(self.paths.run_dir, f"lsm-{uplink}.pid")]),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
 
