@@ -13,10 +13,10 @@ from __future__ import annotations
 import shutil
 from typing import List
 
-# $1: the monitor's socket, $2: a scratch directory; then LSM's argv.
+# $1: the monitor's socket, $2: a scratch directory (made per process), $3: the pid file; then LSM.
 _SCRIPT = r"""
-sock=$1 scratch=$2
-shift 2
+sock=$1 scratch=$2.$$ pidfile=$3
+shift 3
 own_dev() {
     mkdir -p "$scratch" && mount --rbind /dev "$scratch" || return 1
     mount -t tmpfs -o mode=0755,nosuid multihome-lsm-dev /dev || { umount -l "$scratch"; return 1; }
@@ -35,14 +35,18 @@ if [ -e /dev/log ] || own_dev; then
     mount --bind "$sock" /dev/log || true
 fi
 rmdir "$scratch" 2>/dev/null
+[ -z "$pidfile" ] || echo $$ > "$pidfile"
 exec "$@"
 """
 
 
 def captured(argv: List[str], socket_path: str, scratch: str) -> List[str]:
-    """ARGV run with its syslog going to SOCKET_PATH (plain ARGV without ``unshare``)."""
+    """ARGV run with its syslog going to SOCKET_PATH (plain ARGV without ``unshare``). The
+    pid file named by ``--pidfile`` in ARGV gets LSM's pid: with ``--no-fork`` LSM 1.0.4
+    does not write it itself."""
     unshare = shutil.which("unshare", path="/usr/bin:/bin:/usr/sbin:/sbin")
     if unshare is None:
         return argv
+    pidfile = argv[argv.index("--pidfile") + 1] if "--pidfile" in argv[:-1] else ""
     return [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", _SCRIPT,
-            "multihome-lsm", socket_path, scratch, *argv]
+            "multihome-lsm", socket_path, scratch, pidfile, *argv]

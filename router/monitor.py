@@ -34,7 +34,6 @@ from .kernel_events import WATCH, LineReader, classify
 from .links import read_carriers
 from .lsmbinary import find_lsm
 from .operability import Operability
-from .quality import lsm_argv
 from .repair import Repairs
 
 IDENT = "multihome-monitor"
@@ -128,9 +127,9 @@ class Monitor:
             fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
+            pid = os.path.join(self.paths.run_dir, f"lsm-{uplink}.pid")
             self.lsm[uplink] = subprocess.Popen(
-                lsm_argv(self.paths, [lsm, "--no-fork", "--config", conf,
-                                      "--pidfile", os.path.join(self.paths.run_dir, f"lsm-{uplink}.pid")]),
+                self.ops.quality.lsm_argv([lsm, "--no-fork", "--config", conf, "--pidfile", pid]),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
 

@@ -45,11 +45,6 @@ _SIGUSR1_BIT = 1 << (signal.SIGUSR1 - 1)
 _LSM_NAMES = ("lsm", "foolsm")
 
 
-def lsm_argv(paths: Paths, argv: List[str]) -> List[str]:
-    """LSM's command line, run so that its syslog reaches this module's socket."""
-    return captured(argv, os.path.join(paths.run_dir, SOCKET), os.path.join(paths.run_dir, "lsm-dev"))
-
-
 def stale_after(interval: float) -> float:
     return 2 * interval + 3.0
 
@@ -62,12 +57,15 @@ def targets_of(model: dict) -> Dict[str, Tuple[str, str]]:
     return {c["name"]: (uplink_of.get(c["name"], c["name"]), c["checkip"]) for c in conns}
 
 
-def _answers_sigusr1(pid: int) -> bool:
-    """PID is an LSM that has installed its SIGUSR1 handler (before that, or for the shell
-    that execs it, SIGUSR1 would kill it)."""
+def _answers_sigusr1(pid: int, pidfile: str) -> bool:
+    """PID is the LSM that PIDFILE belongs to and it has installed its SIGUSR1 handler
+    (before that, or for the shell that execs it, SIGUSR1 would kill it)."""
     try:
         with open(f"/proc/{pid}/comm", encoding="ascii", errors="replace") as fh:
             if fh.read().strip() not in _LSM_NAMES:
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            if os.fsencode(pidfile) not in fh.read().split(b"\0"):
                 return False
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
             caught = next((line.split()[1] for line in fh if line.startswith("SigCgt:")), "0")
@@ -88,26 +86,44 @@ class Quality:
         self.system_log = SYSTEM_LOG if os.path.exists(SYSTEM_LOG) else None
 
     # ------------------------------------------------------------ LSM's side
-    def _bind(self) -> socket.socket:
-        os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
-        path = os.path.join(self.paths.run_dir, SOCKET)
-        if os.path.exists(path):
-            os.unlink(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(path)
-        os.chmod(path, 0o600)
-        return sock
+    def lsm_argv(self, argv: List[str]) -> List[str]:
+        """LSM's command line, run so that its syslog reaches this monitor's socket. The
+        socket exists before any LSM starts and keeps its inode while LSMs run (their
+        /dev/log is a bind mount of it)."""
+        if not self._bind():
+            return argv
+        run = self.paths.run_dir
+        return captured(argv, os.path.join(run, SOCKET), os.path.join(run, "lsm-dev"))
+
+    def _bind(self) -> bool:
+        if self.sock is not None:
+            return True
+        try:
+            os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
+            path = os.path.join(self.paths.run_dir, SOCKET)
+            if os.path.exists(path):
+                os.unlink(path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.bind(path)
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            self.log(f"quality: cannot listen for LSM's reports: {exc} (RTT, jitter and loss stay unknown)")
+            return False
+        self.sock = sock
+        return True
 
     def ask(self) -> int:
-        """SIGUSR1 to every LSM this monitor started (found by its pid file); how many."""
+        """SIGUSR1 to every LSM this monitor started (found by its pid file, which the
+        wrapper writes); how many."""
         asked = 0
         for name in sorted(os.listdir(self.paths.run_dir)):
             if not (name.startswith("lsm-") and name.endswith(".pid")):
                 continue
+            pidfile = os.path.join(self.paths.run_dir, name)
             try:
-                with open(os.path.join(self.paths.run_dir, name), encoding="ascii") as fh:
+                with open(pidfile, encoding="ascii") as fh:
                     pid = int(fh.read().strip() or 0)
-                if pid > 0 and _answers_sigusr1(pid):
+                if pid > 0 and _answers_sigusr1(pid, pidfile):
                     os.kill(pid, signal.SIGUSR1)
                     asked += 1
             except (OSError, ValueError):
@@ -169,39 +185,43 @@ class Quality:
             self.log(f"quality: cannot write {FILENAME}: {exc}")
 
     # ------------------------------------------------------------ thread
-    def _loop(self) -> None:
+    def _round(self, next_ask: float) -> float:
+        """Ask when due, then read what arrived; returns when to ask next."""
         assert self.sock is not None
-        next_ask = 0.0
+        if time.monotonic() >= next_ask:
+            self.ask()
+            next_ask = time.monotonic() + self.interval
+            self.write()
+        ready = select.select([self.sock], [], [], max(0.0, min(0.5, next_ask - time.monotonic())))[0]
+        received = False
+        while ready:
+            try:
+                self.receive(self.sock.recv(8192, socket.MSG_DONTWAIT), time.time())
+                received = True
+            except BlockingIOError:
+                break
+        if received:
+            self.write()
+        return next_ask
+
+    def _run(self) -> None:
+        """Keeps reading whatever happens: LSM's syslog(3) blocks once ten datagrams wait
+        unread (net.unix.max_dgram_qlen), and a blocked LSM would stop probing."""
+        next_ask, failed = 0.0, ""
         while not self.stopping:
-            if time.monotonic() >= next_ask:
-                self.ask()
-                next_ask = time.monotonic() + self.interval
-                self.write()
-            ready = select.select([self.sock], [], [], max(0.0, min(0.5, next_ask - time.monotonic())))[0]
-            received = False
-            while ready:
-                try:
-                    self.receive(self.sock.recv(8192, socket.MSG_DONTWAIT), time.time())
-                    received = True
-                except BlockingIOError:
-                    break
-            if received:
-                self.write()
+            try:
+                next_ask = self._round(next_ask)
+            except Exception as exc:  # reporting must never take failover down
+                if repr(exc) != failed:
+                    self.log(f"quality: {type(exc).__name__}: {exc} (still reading LSM's reports)")
+                failed, next_ask = repr(exc), time.monotonic() + self.interval
+                time.sleep(0.05)
 
     def start(self) -> None:
-        try:
-            self.sock = self._bind()
-        except OSError as exc:
-            self.log(f"quality: cannot listen for LSM's reports: {exc} (RTT, jitter and loss stay unknown)")
+        if not self._bind():
             return
         self.thread = threading.Thread(target=self._run, name="quality", daemon=True)
         self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception as exc:  # reporting must never take the monitor down
-            self.log(f"quality: stopped: {type(exc).__name__}: {exc}")
 
     def stop(self) -> None:
         self.stopping = True
