@@ -171,6 +171,16 @@ def test_metrics_textfile_parses_and_reports_states_flows_events_histogram_and_i
     assert events >= 2 and timed >= 2
     assert now[("multihome_event_apply_duration_seconds_bucket", (("le", "+Inf"),))] == timed
     assert time.time() - now[("multihome_metrics_last_write_timestamp_seconds", ())] < 5
+    # health quality from LSM's reports, in base units (values: tests/kernel/test_health_quality.py)
+    for uplink in ("isp1", "isp2"):
+        assert 0 < now[("multihome_uplink_rtt_seconds", (("uplink", uplink),))] < 0.01
+        assert now[("multihome_uplink_jitter_seconds", (("uplink", uplink),))] >= 0
+        assert 0 <= now[("multihome_uplink_loss_ratio", (("uplink", uplink),))] <= 1
+        for target in ("203.0.113.10", "203.0.113.11"):
+            labels = (("target", target), ("uplink", uplink))
+            assert 0 < now[("multihome_target_rtt_seconds", labels)] < 0.01
+            assert now[("multihome_target_jitter_seconds", labels)] >= 0
+            assert 0 <= now[("multihome_target_loss_ratio", labels)] <= 1
 
 
 def carrier_event_seconds(lab, name: str) -> float:
