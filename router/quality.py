@@ -145,10 +145,11 @@ class Quality:
 
     def _relay(self, datagram: bytes) -> None:
         """LSM's events and errors still reach the system log (its dumps, asked for every
-        few seconds, would flood it)."""
+        few seconds, would flood it); dropped rather than waited for when the system log
+        is not reading, since this thread must keep reading for LSM."""
         try:
             assert self.sock is not None and self.system_log is not None
-            self.sock.sendto(datagram, self.system_log)
+            self.sock.sendto(datagram, socket.MSG_DONTWAIT, self.system_log)
         except OSError:
             pass
 
