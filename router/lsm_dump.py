@@ -1,12 +1,15 @@
 """LSM's own report of a connection, read from the syslog lines it writes.
 
-On SIGUSR1 (and at each state change) LSM 1.0.4 / foolsm syslogs, per connection, one
-summary line over its window of the last 100 probes, then six rows of per-probe flags
-(``seq``, ``used``, ``wait``, ``replied``, ``timeout``, ``error``)::
+On SIGUSR1 (and at each state change) LSM 1.0.4 and foolsm 1.0.21 syslog, per connection,
+one summary line over their window of the last 100 probes, then six rows of per-probe
+flags (``seq``, ``used``, ``wait``, ``replied``, ``timeout``, ``error``)::
 
-    name = isp1.1, replied = 97, waiting = 1, timeout = 3, [timeout max = 0,] late reply = 0,
-    cons rcvd = 40, cons wait = 0, cons miss = 0, [cons miss max = 0,] avg_rtt = 0.412,
-    seq = 1234[, status = up]
+    name = isp1.1, replied = 97, waiting = 1, timeout = 3, timeout max = 0, late reply = 0,
+    cons rcvd = 40, cons wait = 0, cons miss = 0, cons miss max = 0, [min_rtt = 0.301,]
+    avg_rtt = 0.412, [max_rtt = 0.733,] seq = 1234, status = up
+
+(``min_rtt``/``max_rtt``: foolsm only; releases before 1.0.4 lack ``timeout max``,
+``cons miss max`` and ``status``.)
 
 Fields are read by name, so a field added by a later release changes nothing here.
 ``avg_rtt`` is the mean RTT in milliseconds of the window's answered probes (0 when none

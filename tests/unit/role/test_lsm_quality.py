@@ -12,6 +12,10 @@ from router.quality import FILENAME, Quality, read_quality, targets_of, uplink_s
 LINE_104 = ("<30>Nov 30 09:00:20 lsm[5936]: name = isp1.1, replied = 64, waiting = 4, timeout = 36, "
             "timeout max = 0, late reply = 2, cons rcvd = 3, cons wait = 0, cons miss = 0, "
             "cons miss max = 0, avg_rtt = 0.412, seq = 1234, status = up")
+# foolsm 1.0.21 (Debian 13), captured on the lab's trixie router: min_rtt and max_rtt added
+LINE_FOOLSM = ("<30>Nov 30 09:24:48 foolsm[737]: name = lo1, replied = 29, waiting = 0, timeout = 0, "
+               "timeout max = 0, late reply = 0, cons rcvd = 28, cons wait = 0, cons miss = 0, "
+               "cons miss max = 0, min_rtt = 0.028, avg_rtt = 0.065, max_rtt = 0.097, seq = 29, status = up")
 LINE_OLD = ("<30>Nov 30 09:00:20 lsm[77]: name = isp2, replied = 10, waiting = 0, timeout = 0, "
             "late reply = 0, cons rcvd = 9, cons wait = 0, cons miss = 0, avg_rtt = 0.041, seq = 10")
 
@@ -24,6 +28,13 @@ def test_summary_line_gives_loss_over_settled_probes_and_rtt_in_ms() -> None:
     # 36 timed out (2 of them answered late) of 64 + 36 - 2 = 98 settled probes
     assert report.settled == 98 and report.loss_pct == round(100 * 36 / 98, 2)
     assert (report.rtt_ms, report.status) == (0.412, "up")
+
+
+def test_foolsm_summary_with_min_and_max_rtt_reads_the_same_fields() -> None:
+    report = lsm_dump.split(LINE_FOOLSM.encode())[1]
+    assert isinstance(report, lsm_dump.Summary)
+    assert (report.connection, report.settled, report.loss_pct, report.rtt_ms, report.status) == (
+        "lo1", 29, 0.0, 0.065, "up")
 
 
 def test_older_summary_without_status_and_max_fields_still_parses() -> None:
