@@ -81,6 +81,7 @@ class Quality:
         # per connection: (when its state changed, None before a change was seen; the state)
         self.changes: Dict[str, Tuple[Optional[float], str]] = {}
         self.stopping = False
+        self.write_error = ""
         self.thread: Optional[threading.Thread] = None
         self.sock: Optional[socket.socket] = None
         self.system_log = SYSTEM_LOG if os.path.exists(SYSTEM_LOG) else None
@@ -179,11 +180,16 @@ class Quality:
         return {"written": round(now, 3), "interval": self.interval, "targets": targets}
 
     def write(self) -> None:
+        """Replace quality.json; a failure is logged once until writing works again."""
         try:
             text = json.dumps(self.snapshot(load_model(self.paths), time.time()), sort_keys=True)
             write_atomic(os.path.join(self.paths.run_dir, FILENAME), text + "\n", 0o644)
         except (OSError, EngineError) as exc:
-            self.log(f"quality: cannot write {FILENAME}: {exc}")
+            if str(exc) != self.write_error:
+                self.log(f"quality: cannot write {FILENAME}: {exc}")
+            self.write_error = str(exc)
+            return
+        self.write_error = ""
 
     # ------------------------------------------------------------ thread
     def _round(self, next_ask: float) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 
 from router import lsm_dump
 from router.quality import FILENAME, Quality, read_quality, targets_of, uplink_summary
@@ -118,3 +120,23 @@ def test_uplink_summary_weights_rtt_by_answered_probes_and_pools_loss() -> None:
                {"rtt_ms": 4.0, "answered": 30, "probes": 100, "lost": 70, "jitter_ms": None},
                {"rtt_ms": None, "answered": None, "probes": None, "lost": None, "jitter_ms": None}]
     assert uplink_summary(targets) == {"rtt_ms": 1.75, "jitter_ms": 0.2, "loss_pct": 40.0}
+
+
+def test_sigusr1_goes_only_to_an_lsm_that_catches_it_and_garbage_on_the_socket_is_ignored(router) -> None:
+    paths, _model = router
+    quality = Quality(paths, 1.0, lambda _line: None)
+    quality.system_log = None
+    assert quality.lsm_argv(["/usr/sbin/lsm", "--pidfile", "x"])[-3:] == ["/usr/sbin/lsm", "--pidfile", "x"]
+    # this test process (SIGUSR1 would kill it), a dead pid, garbage: nobody is signalled
+    for name, content in (("lsm-isp1.pid", str(os.getpid())), ("lsm-isp2.pid", "999999999"),
+                          ("lsm-isp3.pid", "not a pid")):
+        with open(os.path.join(paths.run_dir, name), "w") as fh:
+            fh.write(content)
+    assert quality.ask() == 0
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for junk in (b"", b"\x00" * 5000, b"<30>lsm[1]: name = ", b"<999>garbage"):
+        sender.sendto(junk, os.path.join(paths.run_dir, "lsm-log.sock"))
+    quality._round(time.monotonic() + 60)
+    assert quality.samples == {} and quality.changes == {}
+    assert all(t["rtt_ms"] is None for ts in read_quality(paths).values() for t in ts)
+    quality.stop()
