@@ -127,9 +127,9 @@ class Monitor:
             fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
+            pid = os.path.join(self.paths.run_dir, f"lsm-{uplink}.pid")
             self.lsm[uplink] = subprocess.Popen(
-                [lsm, "--no-fork", "--config", conf,
-                 "--pidfile", os.path.join(self.paths.run_dir, f"lsm-{uplink}.pid")],
+                self.ops.quality.lsm_argv([lsm, "--no-fork", "--config", conf, "--pidfile", pid]),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
 
