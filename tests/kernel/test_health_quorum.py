@@ -4,33 +4,16 @@ three with the default (down only when all three are). A target is made unreacha
 one ISP only, by dropping its echo requests at that ISP."""
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 from harness import Lab, wait_for
-from harness.health import block_target, converge
+from harness.health import block_target, converge, event_log, healthy, states
 
-EVENTS = "/var/log/netops-multihome/events.log"
 ISP1, ISP2 = "198.51.100.2", "198.51.100.6"
 TARGETS = ["203.0.113.10", "203.0.113.11", "203.0.113.12"]
 # LSM of the fast profile decides within 0.75-1.75 s, the hook in well under 0.5 s.
 VERDICT_S = 3.0
-
-
-def states(lab: Lab) -> dict:
-    out = lab.run("r1", ["multihome", "status", "--json"]).stdout
-    return {u["name"]: (u["state"], u["reason"]) for u in json.loads(out)["uplinks"]}
-
-
-def events(lab: Lab) -> list:
-    return lab.run("r1", ["cat", EVENTS]).stdout.splitlines()
-
-
-def healthy(lab: Lab) -> None:
-    for isp in ("isp1", "isp2"):
-        lab.isp_clear_faults(isp)
-    assert wait_for(lambda: states(lab) == {"isp1": ("up", "ok"), "isp2": ("up", "ok")}, 20), states(lab)
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +28,10 @@ def router(lab: Lab) -> Lab:
 
 
 def test_one_of_three_targets_lost_keeps_the_uplink_up_with_down_targets_2(router: Lab) -> None:
-    before = len(events(router))
+    before = len(event_log(router))
     block_target(router, "isp1", TARGETS[2])
     assert wait_for(lambda: any("uplink=isp1 source=probe state=up" in x and "target=3:down targets_down=1/3"
-                                in x for x in events(router)[before:]), 10), events(router)[before:]
+                                in x for x in event_log(router)[before:]), 10), event_log(router)[before:]
     time.sleep(VERDICT_S)
     assert states(router)["isp1"] == ("up", "ok")
     assert ISP1 in router.flows("c1", 4, timeout=1.0)
@@ -61,7 +44,7 @@ def test_two_of_three_targets_lost_take_the_uplink_down_with_down_targets_2(rout
     took = wait_for(lambda: states(router)["isp1"] == ("down", "probe"), 10)
     assert took is not None and took < VERDICT_S + 1, took
     assert set(router.flows("c1", 6, timeout=1.0)) == {ISP2}
-    down = [x for x in events(router) if "uplink=isp1 source=probe state=down effective=up->down" in x]
+    down = [x for x in event_log(router) if "uplink=isp1 source=probe state=down effective=up->down" in x]
     assert down and "targets_down=2/3 down_at=2" in down[-1], down
     print(f"two of three targets lost -> isp1 down after {took:.2f}s")
     healthy(router)
@@ -72,7 +55,7 @@ def test_default_quorum_keeps_the_uplink_up_until_every_target_is_lost(router: L
     block_target(router, "isp2", TARGETS[0])
     block_target(router, "isp2", TARGETS[1])
     assert wait_for(lambda: any("uplink=isp2 source=probe state=up" in x and "targets_down=2/3 down_at=3" in x
-                                for x in events(router)), 10), events(router)[-6:]
+                                for x in event_log(router)), 10), event_log(router)[-6:]
     time.sleep(VERDICT_S)
     assert states(router)["isp2"] == ("up", "ok")
     block_target(router, "isp2", TARGETS[2])

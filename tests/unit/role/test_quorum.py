@@ -167,3 +167,22 @@ def test_hook_turns_a_connection_name_into_its_uplink_source_and_target(quorum_r
         log = fh.read()
     assert re.search(r"uplink=isp1 source=probe state=up .*target=2:down targets_down=1/3", log), log
     assert re.search(r"uplink=isp2 source=degraded state=down failed: no kernel", log), log
+
+
+def test_rtt_only_judges_slow_probes_in_the_loss_window() -> None:
+    model = build_model(role_vars(degraded_when={"rtt_ms": 150}))
+    strict = model["failover"]["uplinks"]["isp2"]["degraded"]["lsm"]
+    assert (strict["timeout_ms"], strict["max_packet_loss"], strict["min_packet_loss"]) == (150, 10, 5)
+    conservative = build_model(dict(role_vars(degraded_when={"loss_pct": 90}),
+                                    multihome_monitor_profile="conservative"))
+    assert conservative["failover"]["uplinks"]["isp2"]["degraded"]["loss_pct"] == 90
+
+
+def test_a_drained_uplink_that_then_goes_down_loses_its_flows(router) -> None:
+    rec = Recorder()
+    paths, model = router
+    failover.handle_event(model, "isp2", "admin", "down", 1.0, paths, None, apply_fn=rec.apply,
+                          delete_fn=rec.delete, own_fn=rec.own, seq=1.0)
+    assert rec.deleted == []
+    target_event(router, rec, "isp2", None, "down", 2.0)
+    assert len(rec.deleted) == 1

@@ -74,6 +74,11 @@ def monitor_settings(profile: Any, overrides: Mapping[str, Any], option: str,
 
 
 DEGRADED_KEYS = ("loss_pct", "rtt_ms")
+# LSM counts a reply later than timeout_ms neither as answered nor as a loss in a row: it
+# only times such probes out in its loss window, about one per decision second (measured
+# with LSM 1.0.4, docs/resilience.md). A slow uplink is therefore caught by the window:
+# this share of the last 100 probes, when degraded_when sets rtt_ms without loss_pct.
+SLOW_PCT = 10
 
 
 def degraded_settings(raw: Any, option: str, monitor: Mapping[str, Any]) -> Dict[str, Any]:
@@ -93,9 +98,10 @@ def degraded_settings(raw: Any, option: str, monitor: Mapping[str, Any]) -> Dict
         out["rtt_ms"] = _bounded(f"{option}.rtt_ms", raw["rtt_ms"], 1, monitor["timeout_ms"] - 1,
                                  " (below the monitor's timeout_ms, beyond which a probe is lost)")
         lsm["timeout_ms"] = out["rtt_ms"]
+        lsm["max_packet_loss"], lsm["min_packet_loss"] = SLOW_PCT, SLOW_PCT // 2
     if raw.get("loss_pct") is not None:
         # Below the loss at which the uplink itself goes down; back at half of it (hysteresis).
-        down = lsm["max_packet_loss"]
+        down = monitor["lsm"]["max_packet_loss"]
         out["loss_pct"] = _bounded(f"{option}.loss_pct", raw["loss_pct"], 1, down - 1,
                                    f" (percent of the last {LOSS_WINDOW} probes; {down} takes the uplink"
                                    " down)")
