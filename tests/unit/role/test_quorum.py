@@ -34,7 +34,7 @@ def role_vars(down_targets=None, degraded_when=None):
 @pytest.fixture
 def quorum_router(router):
     """The unit router with isp1 probing three targets, down at two; isp2 degraded_when set."""
-    paths, _ = router
+    paths = router[0]
     model = build_model(role_vars(2, {"loss_pct": 10, "rtt_ms": 100}))
     with open(paths.model, "w") as fh:
         json.dump(model, fh)
@@ -96,7 +96,8 @@ def test_hook_accepts_each_connection_name_and_refuses_a_target_not_configured()
     known = list(connections(model))
     assert parse_lsm_args(lsm_argv("down", "isp1.3"), known).name == "isp1.3"
     assert parse_lsm_args(lsm_argv("up", "isp2.1.degraded"), known).name == "isp2.1.degraded"
-    for bad in ("isp1.4", "isp1", "isp2.2.degraded", "isp1.1.degraded", "isp-1.1"):
+    assert parse_lsm_args(lsm_argv("down", "isp1"), known).name == "isp1"  # an earlier release's group
+    for bad in ("isp1.4", "isp2.2.degraded", "isp1.1.degraded", "isp-1.1", "isp1.0"):
         with pytest.raises(ValidationError):
             parse_lsm_args(lsm_argv("down", bad), known)
 
@@ -135,7 +136,7 @@ def test_a_stale_target_event_is_ignored_and_target_records_survive_a_converge(q
 
 
 def test_degraded_leaves_rotation_keeps_flows_and_a_later_hard_down_deletes_them(quorum_router) -> None:
-    paths, _ = quorum_router
+    paths = quorum_router[0]
     rec = Recorder()
     res = target_event(quorum_router, rec, "isp2", 1, "down", 1.0, source="degraded")
     assert res.effective == {"isp1": "up", "isp2": "down"} and rec.deleted == []
@@ -157,7 +158,7 @@ class NoKernel(Runner):
 
 
 def test_hook_turns_a_connection_name_into_its_uplink_source_and_target(quorum_router) -> None:
-    paths, _ = quorum_router
+    paths = quorum_router[0]
     for name in ("isp1", "isp2"):  # both recorded up: a verdict that changes nothing applies nothing
         failover.write_atomic(os.path.join(paths.state_dir, name), "up 1.000 probe=up\n")
     assert cli_hook.main(lsm_argv("down", "isp1.2"), paths=paths, runner=NoKernel()) == 0

@@ -5,7 +5,8 @@ stricter one; LSM runs the hook for each with the connection's name:
 
 | name | verdict of |
 | --- | --- |
-| ``<uplink>`` | the uplink's only target (reachability) |
+| ``<uplink>`` | the uplink's only target; with several, the uplink as a whole (the group |
+| | of an LSM config an earlier release wrote, until the monitor reloads) |
 | ``<uplink>.<n>`` | target n of several (reachability) |
 | ``<uplink>.<n>.degraded`` | target n against the ``degraded_when`` thresholds |
 
@@ -35,10 +36,11 @@ def connection_name(uplink: str, source: str, target: int, targets: int) -> str:
 
 
 def connections(model: dict) -> Dict[str, Connection]:
-    """Every LSM connection name the model configures -> what its verdict is about."""
+    """Every name LSM may run the hook with -> what its verdict is about."""
     out: Dict[str, Connection] = {}
     for uplink, info in sorted(model["failover"]["uplinks"].items()):
         count = len(info["targets"])
+        out[uplink] = Connection(uplink, "probe", None)
         for n in range(1, count + 1):
             target = n if count > 1 else None
             out[connection_name(uplink, "probe", n, count)] = Connection(uplink, "probe", target)
