@@ -187,3 +187,14 @@ def test_a_drained_uplink_that_then_goes_down_loses_its_flows(router) -> None:
     assert rec.deleted == []
     target_event(router, rec, "isp2", None, "down", 2.0)
     assert len(rec.deleted) == 1
+
+
+def test_a_new_lsm_process_starts_the_quorum_afresh(quorum_router) -> None:
+    paths = quorum_router[0]
+    rec = Recorder()
+    target_event(quorum_router, rec, "isp1", 1, "down", 1.0)
+    target_event(quorum_router, rec, "isp1", 2, "down", 2.0)
+    failover.forget_targets(paths, "isp1")
+    assert sorted(os.listdir(paths.state_dir)) == ["isp1", "isp1.probe"]
+    # the first verdict after the restart decides alone: one target down of three is no outage
+    assert target_event(quorum_router, rec, "isp1", 3, "down", 3.0).state == "up"

@@ -371,6 +371,15 @@ def clear_records(paths: Paths, keep: List[str]) -> List[str]:
     return gone
 
 
+def forget_targets(paths: Paths, uplink: str) -> None:
+    """Delete the uplink's per-target records: a new LSM process reports each target's
+    first verdict again, and a stale record must not count toward the quorum meanwhile."""
+    with StateLock(paths), contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(paths.state_dir):
+            if name.startswith(uplink + ".") and name.count(".") == 2:
+                os.unlink(os.path.join(paths.state_dir, name))
+
+
 def apply_recorded(params: dict, runner: Runner, check: bool = False, paths: Optional[Paths] = None,
                    apply_fn: ApplyFn = _default_apply, use_records: bool = True) -> dict:
     """Apply the balancing ``params`` with each uplink's recorded state, read and applied
