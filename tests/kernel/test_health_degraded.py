@@ -75,7 +75,8 @@ def test_replies_slower_than_rtt_ms_leave_rotation_until_fast_again(router: Lab)
         assert states(router) == {"isp1": ("up", "ok"), "isp2": ("up", "ok")}
         before = len(event_log(router))
         echo.slow()
-        took = wait_for(lambda: states(router)["isp2"] == ("down", "degraded"), 40)
+        # LSM times slow probes out about one per second (docs/resilience.md): 13-28 s measured
+        took = wait_for(lambda: states(router)["isp2"] == ("down", "degraded"), 60)
         assert took is not None, (states(router), event_log(router)[before:])
         assert set(router.flows("c1", 6, timeout=2.0)) == {ISP1}
         time.sleep(5.0)
