@@ -30,8 +30,8 @@ import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from engine.errors import EngineError
+from engine.failover.probes import connection_name
 from engine.failover.state import load_model, write_atomic
-from engine.model.role import lsm_connections
 from engine.paths import Paths
 
 from . import lsm_dump
@@ -50,11 +50,13 @@ def stale_after(interval: float) -> float:
 
 
 def targets_of(model: dict) -> Dict[str, Tuple[str, str]]:
-    """{LSM connection name: (uplink, target address)} as the role names them (a group per
-    uplink with several targets, else the connection carries the uplink's name)."""
-    conns, groups = lsm_connections(model, "")
-    uplink_of = {member: g["name"] for g in groups for member in g["members"]}
-    return {c["name"]: (uplink_of.get(c["name"], c["name"]), c["checkip"]) for c in conns}
+    """{LSM connection name: (uplink, target address)} of the reachability connections
+    (failover/probes.py); the stricter degraded ones probe the same targets again."""
+    out = {}
+    for name, up in sorted(model["failover"]["uplinks"].items()):
+        for n, target in enumerate(up["targets"], 1):
+            out[connection_name(name, "probe", n, len(up["targets"]))] = (name, target)
+    return out
 
 
 def _answers_sigusr1(pid: int, pidfile: str) -> bool:
