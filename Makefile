@@ -74,7 +74,7 @@ role-readme: setup
 	$(PY) scripts/role_readme.py --write
 
 # ---------------------------------------------------------------- docs, changelog, EE
-docs: setup
+docs: setup ee
 	$(TIMED) for m in policy_route_table conntrack_balance; do \
 		out=$$(ANSIBLE_NOCOLOR=1 $(BIN)/ansible-doc netops.multihome.$$m); \
 		grep -q '^EXAMPLES:' <<<"$$out" || { echo "ansible-doc $$m: no EXAMPLES" >&2; exit 1; }; \
@@ -86,8 +86,7 @@ docs: setup
 	$(BIN)/antsibull-changelog generate --output .build/CHANGELOG.check.rst >/dev/null 2>&1 || \
 		$(BIN)/antsibull-changelog generate --output .build/CHANGELOG.check.rst; \
 	diff -u CHANGELOG.rst .build/CHANGELOG.check.rst || \
-		{ echo "CHANGELOG.rst is stale: run antsibull-changelog release/generate" >&2; exit 1; }; \
-	$(MAKE) --no-print-directory ee
+		{ echo "CHANGELOG.rst is stale: run antsibull-changelog release/generate" >&2; exit 1; }
 
 ee: build
 	rm -rf .build/ee-context

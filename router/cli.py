@@ -300,14 +300,19 @@ def _teardown(args, paths: Paths, runner: Runner) -> int:
     from engine.routing.prune import teardown
     from engine.ruleset.apply import apply_policy
 
+    from .operability import written_files
+
     model = load_model(paths)
     if not args.check:
         mon.stop(paths)
     backend = model["balance"].get("backend")
     ruleset = apply_policy({"state": "absent", "backend": backend}, runner, args.check)
+    files = [path for path in written_files(paths) if os.path.exists(path)]
     result = teardown(model, runner, paths, args.check)
-    result["commands"] = ruleset["commands"] + result["commands"]
-    result["changed"] = result["changed"] or ruleset["changed"]
+    result["commands"] = ruleset["commands"] + result["commands"] + [f"rm {path}" for path in files]
+    result["changed"] = result["changed"] or ruleset["changed"] or bool(files)
+    for path in files if not args.check else []:
+        os.unlink(path)
     if not args.check:
         log_event(paths, f"teardown commands={len(result['commands'])}", "multihome")
     _out(json.dumps(result, indent=2, sort_keys=True) if args.json else

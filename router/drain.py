@@ -2,7 +2,8 @@
 
 A drain is the third source of an uplink's state (``<uplink>.admin`` in the state
 directory, which persists across reboots): the balancing treats the uplink as down for
-new flows, but its conntrack entries are left alone so established flows finish on it.
+new flows, but its conntrack entries are left alone so established flows finish on it
+(``admin`` is a soft source: failover/state.py deletes flows only for probe or carrier).
 The administrator's hooks run for the change like for any other, here in the operator's
 command (it waits for them), not in the monitor.
 """
@@ -19,13 +20,9 @@ from .operability import config_path, load_config
 from .user_hooks import UserHooks, event_environment
 
 
-def _keep_flows(_mark: int, _mask: int, _runner: Runner) -> int:
-    return 0
-
-
 def set_drained(paths: Paths, runner: Runner, uplink: str, drained: bool) -> EventResult:
     result = handle_event(load_model(paths), uplink, "admin", "down" if drained else "up", time.time(),
-                          paths, runner, delete_fn=_keep_flows)
+                          paths, runner)
     log_event(paths, result.line(), "multihome")
     event = parse_event_line(result.line())
     if event is not None and event.changed:

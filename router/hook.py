@@ -9,7 +9,8 @@ import sys
 from typing import List, Optional, Tuple
 
 from engine.errors import EngineError, ValidationError
-from engine.failover.state import handle_event, load_model, log_event, uplink_names
+from engine.failover.probes import connections
+from engine.failover.state import handle_event, load_model, log_event
 from engine.hook.lsm_args import parse_lsm_args
 from engine.paths import Paths
 from engine.runner import Runner
@@ -31,17 +32,19 @@ def process(argv: List[str], paths: Paths, runner: Runner, started: float, via: 
 
     try:
         model = load_model(paths)
-        event = parse_lsm_args(argv, uplink_names(model))
+        known = connections(model)
+        event = parse_lsm_args(argv, list(known))
     except (EngineError, ValidationError) as exc:
         # Refused input is quoted with repr() so control characters stay inert in the log.
         line = f"refused event: {exc} (argv={[a[:80] for a in argv[:20]]!r})"
         _log(paths, line)
         return 2, line
+    conn = known[event.name]
     try:
-        result = handle_event(model, event.name, "probe", event.state, event.at, paths, runner,
-                              seq=started)
+        result = handle_event(model, conn.uplink, conn.source, event.state, event.at, paths, runner,
+                              seq=started, target=conn.target)
     except EngineError as exc:
-        line = f"uplink={event.name} source=probe state={event.state} failed: {exc}"
+        line = f"uplink={conn.uplink} source={conn.source} state={event.state} failed: {exc}"
         _log(paths, line)
         return 1, line
     extra = f" lsm={event.reported}" if event.reported != event.state else ""

@@ -9,6 +9,9 @@ its own so counting flows on a busy router never delays the failover path. Serie
   multihome_uplink_flows{uplink}                    conntrack entries carrying its mark
   multihome_uplink_since_change_seconds{uplink}     seconds since its state last changed
   multihome_uplink_{receive,transmit}_{bytes,packets}_total{uplink}   its interface's counters
+  multihome_uplink_rtt_seconds{uplink}, multihome_target_rtt_seconds{uplink,target}   LSM's avg_rtt
+  multihome_uplink_jitter_seconds{uplink}, multihome_target_jitter_seconds{uplink,target}
+  multihome_uplink_loss_ratio{uplink}, multihome_target_loss_ratio{uplink,target}      0..1, LSM's window
   multihome_events_total{source,state}              events handled since the monitor started
   multihome_event_apply_duration_seconds            histogram of the time to record and apply one event
   multihome_metrics_last_write_timestamp_seconds
@@ -27,6 +30,7 @@ from engine.paths import Paths
 from engine.runner import Runner
 
 from .events import LoggedEvent
+from .quality import read_quality, uplink_summary
 from .reasons import reason_of
 from .status import count_flows
 
@@ -35,6 +39,10 @@ STATES = ("up", "down", "drained")
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # what the monitor handles (a drain is the operator's command, shown by multihome_uplink_state)
 EVENT_KINDS = (("probe", "up"), ("probe", "down"), ("carrier", "up"), ("carrier", "down"))
+# (series, field in quality.py, factor to the base unit, help): absent when LSM has not said
+_QUALITY = (("rtt_seconds", "rtt_ms", 0.001, "Mean RTT of the probes LSM's window answered"),
+            ("jitter_seconds", "jitter_ms", 0.001, "Mean change between successive RTT samples"),
+            ("loss_ratio", "loss_pct", 0.01, "Share of the settled probes of LSM's window lost"))
 _IFACE_STATS = (("receive_bytes", "rx", "bytes"), ("transmit_bytes", "tx", "bytes"),
                 ("receive_packets", "rx", "packets"), ("transmit_packets", "tx", "packets"))
 
@@ -105,7 +113,11 @@ class Metrics:
             ("uplink_since_change_seconds", "gauge", "Seconds since the uplink's state last changed."),
             *((f"uplink_{n}_total", "counter", f"The uplink interface's {d} {u}.")
               for n, d, u in _IFACE_STATS),
+            *((f"{scope}_{n}", "gauge", f"{text}{over}.")
+              for scope, over in (("uplink", ", over the uplink's targets"), ("target", ""))
+              for n, _f, _x, text in _QUALITY),
         )}
+        quality = read_quality(self.paths, now)
         for up in uplinks:
             name = up["name"]
             state, since, detail = uplink_state(self.paths, name)
@@ -118,6 +130,7 @@ class Metrics:
             fams["uplink_flows"].add(float(flows[name]), uplink=name)
             if since is not None:
                 fams["uplink_since_change_seconds"].add(round(max(0.0, now - since), 3), uplink=name)
+            self._quality(fams, name, quality.get(name, []))
             stats = counters.get(up["interface"])
             for metric, direction, unit in _IFACE_STATS:
                 if stats and direction in stats:
@@ -138,6 +151,17 @@ class Metrics:
                        "When this file was written (seconds since the epoch).")
         stamp.add(round(now, 3))
         return "\n".join(line for fam in (*fams.values(), events, hist, stamp) for line in fam.lines) + "\n"
+
+    @staticmethod
+    def _quality(fams: Dict[str, Family], uplink: str, targets: List[dict]) -> None:
+        summary = uplink_summary(targets)
+        for series, field, factor, _text in _QUALITY:
+            if summary[field] is not None:
+                fams[f"uplink_{series}"].add(round(summary[field] * factor, 9), uplink=uplink)
+            for target in targets:
+                if target[field] is not None:
+                    fams[f"target_{series}"].add(round(target[field] * factor, 9), uplink=uplink,
+                                                 target=target["target"])
 
     def write(self) -> bool:
         """Render and replace the file; on failure one log line per distinct error."""

@@ -23,7 +23,7 @@ import time
 from typing import Dict, List, Optional
 
 from engine.errors import EngineError
-from engine.failover.state import handle_event, load_model, log_event, uplink_names
+from engine.failover.state import forget_targets, handle_event, load_model, log_event, uplink_names
 from engine.hook.protocol import MAX_REQUEST
 from engine.hook.protocol import decode as decode_request
 from engine.paths import Paths
@@ -127,9 +127,10 @@ class Monitor:
             fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
+            pid = os.path.join(self.paths.run_dir, f"lsm-{uplink}.pid")
+            forget_targets(self.paths, uplink)  # the new LSM reports every target again
             self.lsm[uplink] = subprocess.Popen(
-                [lsm, "--no-fork", "--config", conf,
-                 "--pidfile", os.path.join(self.paths.run_dir, f"lsm-{uplink}.pid")],
+                self.ops.quality.lsm_argv([lsm, "--no-fork", "--config", conf, "--pidfile", pid]),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
 

@@ -1,4 +1,5 @@
-"""What the monitor does beside failover: the metrics file and the administrator's hooks.
+"""What the monitor does beside failover: the metrics file, the administrator's hooks and
+the health quality read from LSM's reports (quality.py).
 
 Settings come from ``operability.json`` beside the model (written by the role); a
 missing file means the defaults, a bad value is logged and its default used, so a
@@ -8,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from engine.paths import Paths
 from engine.runner import Runner
 
 from .events import parse_event_line
-from .metrics import Metrics
+from .metrics import FILENAME, Metrics
+from .quality import Quality
 from .user_hooks import UserHooks
 
 DEFAULTS: Dict[str, object] = {
@@ -57,6 +59,13 @@ def load_config(path: str, log: Callable[[str], None]) -> Dict[str, object]:
     return config
 
 
+def written_files(paths: Paths) -> List[str]:
+    """The files the monitor writes outside the collection's own directories: the metrics
+    textfile (teardown removes it; its directory may be node_exporter's and stays)."""
+    config = load_config(config_path(paths), lambda _message: None)
+    return [os.path.join(str(config["metrics_dir"]), FILENAME)] if config["metrics_dir"] else []
+
+
 class Operability:
     def __init__(self, paths: Paths, runner: Runner, log: Callable[[str], None]) -> None:
         config = load_config(config_path(paths), log)
@@ -65,8 +74,11 @@ class Operability:
             self.metrics = Metrics(paths, runner, str(config["metrics_dir"]),
                                    float(config["metrics_interval"]), log)  # type: ignore[arg-type]
         self.hooks = UserHooks(str(config["hooks_dir"]), float(config["hook_timeout"]), log)  # type: ignore[arg-type]
+        # LSM's RTT/loss reports, sampled as often as the metrics file is written
+        self.quality = Quality(paths, float(config["metrics_interval"]), log)  # type: ignore[arg-type]
 
     def start(self) -> None:
+        self.quality.start()
         if self.metrics:
             self.metrics.start()
         self.hooks.start()
@@ -84,3 +96,4 @@ class Operability:
         self.hooks.stop()
         if self.metrics:
             self.metrics.stop()
+        self.quality.stop()

@@ -1,5 +1,6 @@
 """What ``multihome status`` reports: per uplink state, since when, weight, tier, live
-flows (conntrack entries carrying its mark) and its last event."""
+flows (conntrack entries carrying its mark), its last event and the health quality LSM
+reports for it and each of its targets (RTT, jitter, loss: quality.py)."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ from engine.runner import Runner
 
 from . import ha_status
 from .links import read_carriers
+from .quality import read_quality, uplink_summary
 from .reasons import reason_of, sources_of
 
 # docs/status-schema.md: bump on any change that is not a new field.
@@ -69,6 +71,7 @@ def collect(model: dict, paths: Paths, runner: Runner, drift: Optional[bool] = N
     events = last_events(paths, names)
     uplinks = []
     links = read_carriers(runner)
+    quality = read_quality(paths)
     for up in model["balance"]["uplinks"]:
         state, since, detail = uplink_state(paths, up["name"])
         if up["interface"] not in links:
@@ -80,6 +83,8 @@ def collect(model: dict, paths: Paths, runner: Runner, drift: Optional[bool] = N
             "tier": up.get("tier", 1), "mark": hex(marks[up["name"]]),
             "table": fo[up["name"]]["table"], "flows": flows[up["name"]],
             "last_event": events.get(up["name"], ""),
+            **uplink_summary(quality.get(up["name"], [])),
+            "targets": [_target_fields(t) for t in quality.get(up["name"], [])],
         })
     return {
         "schema_version": SCHEMA_VERSION,
@@ -87,6 +92,18 @@ def collect(model: dict, paths: Paths, runner: Runner, drift: Optional[bool] = N
         "failover": model["failover"].get("enabled"), "ruleset_in_sync": drift is None or not drift,
         "uplinks": uplinks, "ha": ha_status.collect(model, runner),
     }
+
+
+TARGET_FIELDS = ("target", "connection", "state", "rtt_ms", "jitter_ms", "loss_pct", "probes",
+                 "last_change", "sampled_at")
+
+
+def _target_fields(entry: Dict[str, Any]) -> Dict[str, Any]:
+    return {key: entry.get(key) for key in TARGET_FIELDS}
+
+
+def _figure(value: Optional[float], unit: str) -> str:
+    return "-" if value is None else f"{value:.3g}{unit}"
 
 
 def _age(since: Optional[float]) -> str:
@@ -101,10 +118,12 @@ def render_text(status: Dict[str, Any]) -> str:
     head = (f"backend={status['backend']} mode={status['mode']} failover="
             f"{'on' if status['failover'] else 'off'} ruleset="
             f"{'in sync' if status['ruleset_in_sync'] else 'DRIFTED (run: multihome apply)'}")
-    rows = [("UPLINK", "IFACE", "STATE", "REASON", "SINCE", "WEIGHT", "TIER", "FLOWS")]
+    rows = [("UPLINK", "IFACE", "STATE", "REASON", "SINCE", "WEIGHT", "TIER", "FLOWS", "RTT", "JITTER",
+             "LOSS")]
     for u in status["uplinks"]:
         rows.append((u["name"], u["interface"], u["state"], u["reason"], _age(u["since"]), str(u["weight"]),
-                     str(u["tier"]), str(u["flows"])))
+                     str(u["tier"]), str(u["flows"]), _figure(u["rtt_ms"], "ms"),
+                     _figure(u["jitter_ms"], "ms"), _figure(u["loss_pct"], "%")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [head, *ha_status.render_lines(status.get("ha")), ""]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]

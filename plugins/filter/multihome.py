@@ -19,9 +19,8 @@ def router_model(role_vars):
 
 
 def lsm_config(model, hook):
-    """{"connections": [...], "groups": [...]} for the LSM config template."""
-    conns, groups = lsm_connections(model, hook)
-    return {"connections": conns, "groups": groups}
+    """{"connections": [...]} for the LSM config template."""
+    return {"connections": lsm_connections(model, hook)}
 
 
 class FilterModule:

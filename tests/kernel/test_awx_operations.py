@@ -16,7 +16,8 @@ from test_awx_runner import AWX_PLAY_LINE, ROOT
 # The private data dir of test_awx_runner (project clone, its collections, the lab's inventory)
 job_dir = test_awx_runner.private_data_dir
 SURVEYS = {"playbooks/status.yml": "playbooks/surveys/status.json",
-           "playbooks/drain.yml": "playbooks/surveys/drain.json"}
+           "playbooks/drain.yml": "playbooks/surveys/drain.json",
+           "playbooks/remove.yml": "playbooks/surveys/remove.json"}
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +29,11 @@ def converged(lab):
     return lab
 
 
-def job(pdd: Path, playbook: str, **survey) -> ansible_runner.Runner:
+def job(pdd: Path, playbook: str, limit: str = "", **survey) -> ansible_runner.Runner:
+    """Run PLAYBOOK as an AWX job template does: survey answers as extra vars, LIMIT as the
+    template's Limit."""
     return ansible_runner.run(private_data_dir=str(pdd), playbook=playbook, quiet=True,
-                              extravars=survey, timeout=600)
+                              extravars=survey, limit=limit or None, timeout=600)
 
 
 def uplink(lab, name: str) -> dict:
@@ -48,13 +51,13 @@ def test_operations_playbook_is_offered_with_a_survey_naming_only_its_variables(
         assert question["variable"] in text and question["type"] in ("text", "multiplechoice")
 
 
-def test_status_job_reports_the_router_with_its_failing_uplink_first(converged, job_dir) -> None:
+def test_status_job_with_a_limit_reports_the_router_with_its_failing_uplink_first(converged, job_dir) -> None:
     lab = converged
     report_path = job_dir / "fleet-report.json"
     lab.carrier_down("isp1")
     try:
         assert wait_for(lambda: uplink(lab, "isp1")["reason"] == "carrier", 5)
-        run = job(job_dir, "playbooks/status.yml", multihome_report_path=str(report_path))
+        run = job(job_dir, "playbooks/status.yml", limit="r1", multihome_report_path=str(report_path))
         assert run.status == "successful", run.stdout.read()[-4000:]
     finally:
         lab.carrier_up("isp1")

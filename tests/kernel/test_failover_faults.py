@@ -111,11 +111,9 @@ def test_all_uplinks_down_then_one_back_carries_new_flows_within_12s(router) -> 
     lab.cut_upstream("isp2")
     try:
         assert wait_for(lambda: states(lab) == {"isp1": "down", "isp2": "down"}, 10), states(lab)
-        started = time.monotonic()
         lab.restore_upstream("isp2")
         took = wait_for(lambda: set(lab.flows("c1", 4, timeout=0.5)) == {ISP2}, 12, step=0.1)
-        assert took is not None, "isp2 did not carry new flows after coming back"
-        assert time.monotonic() - started < 12
+        assert took is not None, "isp2 did not carry new flows within 12 s of coming back"
     finally:
         healthy(lab)
 

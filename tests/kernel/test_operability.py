@@ -53,7 +53,9 @@ def test_status_json_schema_v1_every_field_has_its_documented_type_and_value(con
     assert (data["backend"], data["mode"], data["failover"], data["ruleset_in_sync"]) == (
         "nftables", "round_robin", True, True)
     fields = {"name", "interface", "state", "reason", "drained", "since", "detail", "weight", "tier",
-              "mark", "table", "flows", "last_event"}
+              "mark", "table", "flows", "last_event", "rtt_ms", "jitter_ms", "loss_pct", "targets"}
+    target_fields = {"target", "connection", "state", "rtt_ms", "jitter_ms", "loss_pct", "probes",
+                     "last_change", "sampled_at"}
     for up, (name, iface) in zip(data["uplinks"], (("isp1", "wan1"), ("isp2", "wan2")), strict=True):
         assert set(up) == fields, up
         assert (up["name"], up["interface"], up["state"], up["reason"], up["drained"]) == (
@@ -64,13 +66,29 @@ def test_status_json_schema_v1_every_field_has_its_documented_type_and_value(con
         rules = lab.run("r1", ["ip", "rule", "show", "table", str(up["table"])]).stdout
         assert f"fwmark {up['mark']}/0xff00" in rules
         assert up["flows"] >= 2 and f"uplink={name} " in up["last_event"]
+        # health quality from LSM's dumps (values: tests/kernel/test_health_quality.py)
+        assert isinstance(up["rtt_ms"], float) and up["rtt_ms"] > 0, up
+        assert isinstance(up["jitter_ms"], float) and up["jitter_ms"] >= 0, up
+        assert isinstance(up["loss_pct"], float) and 0 <= up["loss_pct"] <= 100, up
+        assert [t["target"] for t in up["targets"]] == ["203.0.113.10", "203.0.113.11"]
+        for n, target in enumerate(up["targets"], 1):
+            assert set(target) == target_fields, target
+            assert (target["connection"], target["state"]) == (f"{name}.{n}", "up")
+            assert isinstance(target["rtt_ms"], float) and target["rtt_ms"] > 0
+            assert isinstance(target["jitter_ms"], float) and isinstance(target["loss_pct"], float)
+            assert isinstance(target["probes"], int) and 0 < target["probes"] <= 100
+            assert isinstance(target["last_change"], float) and target["last_change"] >= up["since"] - 60
+            assert isinstance(target["sampled_at"], float) and time.time() - target["sampled_at"] < 10
 
 
 def test_status_table_has_a_reason_column_and_watch_redraws_in_place(converged) -> None:
     lab = converged
     table = lab.run("r1", ["multihome", "status"]).stdout.splitlines()
-    assert table[2].split()[:8] == ["UPLINK", "IFACE", "STATE", "REASON", "SINCE", "WEIGHT", "TIER", "FLOWS"]
+    assert table[2].split() == ["UPLINK", "IFACE", "STATE", "REASON", "SINCE", "WEIGHT", "TIER", "FLOWS",
+                                "RTT", "JITTER", "LOSS"]
     assert table[3].split()[:4] == ["isp1", "wan1", "up", "ok"]
+    rtt, jitter, loss = table[3].split()[-3:]
+    assert rtt.endswith("ms") and float(rtt[:-2]) > 0 and jitter.endswith("ms") and loss.endswith("%"), table
     watch = lab.run("r1", ["timeout", "-s", "INT", "1.5", "multihome", "status", "--watch",
                            "--interval", "0.3"], check=False).stdout
     frames = watch.split("\x1b[H\x1b[2J")[1:]
@@ -153,6 +171,16 @@ def test_metrics_textfile_parses_and_reports_states_flows_events_histogram_and_i
     assert events >= 2 and timed >= 2
     assert now[("multihome_event_apply_duration_seconds_bucket", (("le", "+Inf"),))] == timed
     assert time.time() - now[("multihome_metrics_last_write_timestamp_seconds", ())] < 5
+    # health quality from LSM's reports, in base units (values: tests/kernel/test_health_quality.py)
+    for uplink in ("isp1", "isp2"):
+        assert 0 < now[("multihome_uplink_rtt_seconds", (("uplink", uplink),))] < 0.01
+        assert now[("multihome_uplink_jitter_seconds", (("uplink", uplink),))] >= 0
+        assert 0 <= now[("multihome_uplink_loss_ratio", (("uplink", uplink),))] <= 1
+        for target in ("203.0.113.10", "203.0.113.11"):
+            labels = (("target", target), ("uplink", uplink))
+            assert 0 < now[("multihome_target_rtt_seconds", labels)] < 0.01
+            assert now[("multihome_target_jitter_seconds", labels)] >= 0
+            assert 0 <= now[("multihome_target_loss_ratio", labels)] <= 1
 
 
 def carrier_event_seconds(lab, name: str) -> float:

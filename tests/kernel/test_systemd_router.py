@@ -79,6 +79,18 @@ def test_monitor_runs_the_installed_lsm_once_per_uplink(node) -> None:
 
 
 @pytest.mark.parametrize("node", BOTH, indirect=True)
+def test_status_shows_rtt_and_loss_from_this_release_lsm_dump_and_journal_keeps_its_events(node) -> None:
+    # this release's LSM answers SIGUSR1 with a dump the monitor reads (journald owns /dev/log here)
+    assert wait_for(lambda: all(u["rtt_ms"] for u in status(node)["uplinks"]), 15), status(node)
+    for up in status(node)["uplinks"]:
+        assert 0 < up["rtt_ms"] < 10 and up["loss_pct"] is not None and up["loss_pct"] <= 2, up
+        assert all(t["state"] == "up" and t["probes"] > 0 for t in up["targets"]), up
+    journal = node.run("r1", ["journalctl", "-b", "--no-pager", "-o", "cat"]).stdout
+    assert re.search(r"link isp\d\.\d up event", journal), journal[-2000:]
+    assert not re.search(r"name = isp\d", journal)  # the dumps the monitor asks for are not relayed
+
+
+@pytest.mark.parametrize("node", BOTH, indirect=True)
 def test_second_run_changes_nothing(node) -> None:
     again = node.playbook()
     assert again.returncode == 0 and recap(again)["changed"] == 0, again.stdout[-3000:]

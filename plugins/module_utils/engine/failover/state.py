@@ -3,6 +3,9 @@
 Each uplink has one state file per source of truth (``<uplink>.probe`` written for
 LSM's verdict, ``<uplink>.carrier`` for the kernel's link state) and one effective
 state file (``<uplink>``: ``up``/``down``, the time it took that state, the sources).
+An uplink with several targets also has one record per target and source
+(``<uplink>.probe.<n>``, ``<uplink>.degraded.<n>``): the source's record follows from
+them by quorum (failover/probes.py).
 Events are ordered by the boot clock (when the hook process started, or when the monitor
 saw a carrier change) within one boot, never by the wall clock, which can step back.
 An uplink is down when any source says down. Every event takes one lock, so concurrent
@@ -29,8 +32,10 @@ from ..errors import EngineError, ValidationError
 from ..paths import Paths
 from ..runner import Runner
 
-# "admin": an operator's drain (router/drain.py): down for new flows, its flows kept.
-SOURCES = ("probe", "carrier", "admin")
+# "admin": an operator's drain (router/drain.py); "degraded": LSM's stricter connections
+# (``degraded_when``). Both are soft: down for new flows, the uplink's flows kept.
+SOURCES = ("probe", "carrier", "admin", "degraded")
+SOFT_SOURCES = ("admin", "degraded")
 STATES = ("up", "down")
 
 
@@ -54,6 +59,7 @@ class EventResult:
     ignored: str = ""
     seconds: float = 0.0
     commands: List[str] = field(default_factory=list)
+    detail: str = ""  # a per-target verdict: " target=<n>:<state> targets_down=<k>/<n> down_at=<K>"
 
     def line(self) -> str:
         """The one log line for this event."""
@@ -64,7 +70,7 @@ class EventResult:
             f"uplink={self.uplink} source={self.source} state={self.state} "
             f"effective={self.previous}->{self.effective[self.uplink]} live={live} "
             f"rules={'changed' if self.changed_rules else 'unchanged'} "
-            f"flows_deleted={self.deleted_flows} ms={self.seconds * 1000:.1f}"
+            f"flows_deleted={self.deleted_flows} ms={self.seconds * 1000:.1f}{self.detail}"
         )
 
 
@@ -127,14 +133,9 @@ def _read_state(path: str) -> Optional[Tuple[str, float, str]]:
 def source_states(paths: Paths, uplink: str) -> Dict[str, SourceState]:
     out = {}
     for source in SOURCES:
-        got = _read_state(os.path.join(paths.state_dir, f"{uplink}.{source}"))
+        got = _source_state(paths, f"{uplink}.{source}")
         if got:
-            extra = dict(f.split("=", 1) for f in got[2].split() if "=" in f)
-            try:
-                seq: Optional[float] = float(extra["seq"])
-            except (KeyError, ValueError):
-                seq = None
-            out[source] = SourceState(got[0], got[1], seq, extra.get("boot", ""))
+            out[source] = got
     return out
 
 
@@ -157,6 +158,11 @@ def _is_older(known: SourceState, seq: float, at: float, boot: str) -> bool:
 def effective_state(sources: Dict[str, SourceState]) -> str:
     """Down when any source says down; an uplink nothing has reported on is up."""
     return "down" if any(s.state == "down" for s in sources.values()) else "up"
+
+
+def _hard_down(states: Dict[str, str]) -> bool:
+    """Whether a source that kills the uplink's flows (not a drain, not degraded) says down."""
+    return any(state == "down" for source, state in states.items() if source not in SOFT_SOURCES)
 
 
 def uplink_state(paths: Paths, uplink: str) -> Tuple[str, Optional[float], str]:
@@ -190,9 +196,20 @@ class StateLock:
         os.close(self.fd)
 
 
-def _record(paths: Paths, uplink: str, source: str, state: str, at: float, seq: float, boot: str) -> None:
-    write_atomic(os.path.join(paths.state_dir, f"{uplink}.{source}"),
-                 f"{state} {at:.3f} seq={seq:.6f} boot={boot}\n")
+def _record(paths: Paths, record: str, state: str, at: float, seq: float, boot: str) -> None:
+    write_atomic(os.path.join(paths.state_dir, record), f"{state} {at:.3f} seq={seq:.6f} boot={boot}\n")
+
+
+def _source_state(paths: Paths, record: str) -> Optional[SourceState]:
+    got = _read_state(os.path.join(paths.state_dir, record))
+    if got is None:
+        return None
+    extra = dict(f.split("=", 1) for f in got[2].split() if "=" in f)
+    try:
+        seq: Optional[float] = float(extra["seq"])
+    except (KeyError, ValueError):
+        seq = None
+    return SourceState(got[0], got[1], seq, extra.get("boot", ""))
 
 
 def _record_effective(
@@ -239,10 +256,12 @@ def handle_event(
     delete_fn: DeleteFn = _default_delete,
     own_fn: OwnFn = _default_own,
     seq: Optional[float] = None,
+    target: Optional[int] = None,
 ) -> EventResult:
     """Record one monitor verdict and bring the balancing in line with every state.
     ``at``: wall-clock time (shown as 'since'); ``seq``: the event's boot-clock time,
-    which orders events (default: now)."""
+    which orders events (default: now); ``target``: the verdict is about that target of
+    the uplink (1-based), the source's state follows by quorum (failover/probes.py)."""
     from ..hook.protocol import boot_clock
 
     started = time.monotonic()
@@ -255,14 +274,23 @@ def handle_event(
         raise ValidationError("source", source, "one of " + ", ".join(SOURCES))
     if state not in STATES:
         raise ValidationError("state", state, "up or down")
+    count = len(model["failover"]["uplinks"][uplink]["targets"])
+    if target is not None and not 1 <= target <= count:
+        raise ValidationError("target", target, f"1 to {count} (the targets of {uplink})")
     with StateLock(paths):
         sources = source_states(paths, uplink)
-        previous = effective_state(sources)
-        known = sources.get(source)
+        record = f"{uplink}.{source}" if target is None else f"{uplink}.{source}.{target}"
+        known = _source_state(paths, record)
         if known is not None and _is_older(known, seq, at, boot):
-            return EventResult(uplink, source, state, all_states(paths, names), previous,
+            return EventResult(uplink, source, state, all_states(paths, names), effective_state(sources),
                                ignored=f"older than the {known.state} recorded at boot clock {known.seq:.3f}")
-        _record(paths, uplink, source, state, at, seq, boot)
+        _record(paths, record, state, at, seq, boot)
+        detail = ""
+        if target is not None:
+            reported = state
+            state, detail = _quorum(paths, model, uplink, source, count)
+            detail = f" target={target}:{reported} {detail}"
+            _record(paths, f"{uplink}.{source}", state, at, seq, boot)
         sources[source] = SourceState(state, at, seq, boot)
         now_state = effective_state(sources)
         effective = all_states(paths, names)
@@ -272,7 +300,7 @@ def handle_event(
         # apply it still holds the state the kernel was last brought to, so the next event
         # (or this one's retries) redoes the ruleset and the conntrack delete.
         previous = last[0] if last is not None else "up"
-        result = EventResult(uplink, source, state, effective, previous)
+        result = EventResult(uplink, source, state, effective, previous, detail=detail)
         # An event that leaves the uplink's state as recorded needs no ruleset work
         # (``multihome apply`` repairs drift); anything else re-applies the balancing.
         if last is None or last[0] != now_state:
@@ -282,8 +310,12 @@ def handle_event(
             result.commands = list(applied.get("commands") or [])
             # The router's own traffic moves with the LAN's (routing/own_traffic.py).
             result.commands += own_fn(model, effective, runner).get("commands") or []
+        # Flows go only when a hard source (probe, carrier) takes the uplink down; a drain
+        # or a degraded uplink keeps them (and a later hard down still deletes them).
+        was_hard_down = last is not None and _hard_down(dict(
+            part.split("=", 1) for part in last[2].split() if "=" in part))
         others_live = any(s == "up" for n, s in effective.items() if n != uplink)
-        if now_state == "down" and previous == "up" and others_live:
+        if _hard_down({k: v.state for k, v in sources.items()}) and not was_hard_down and others_live:
             info = model["failover"]["uplinks"][uplink]
             result.deleted_flows = _retried(paths, f"uplink={uplink} conntrack delete", lambda: delete_fn(
                 int(info["mark"]), int(info["mask"]), runner))
@@ -291,6 +323,17 @@ def handle_event(
         _record_effective(paths, uplink, now_state, since, sources)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _quorum(paths: Paths, model: dict, uplink: str, source: str, count: int) -> Tuple[str, str]:
+    """The source's state from its per-target records, and a note for the log line."""
+    from .probes import down_targets, quorum
+
+    recorded = [_source_state(paths, f"{uplink}.{source}.{n}") for n in range(1, count + 1)]
+    states = [r.state if r else None for r in recorded]
+    needed = down_targets(model, uplink)
+    down = sum(1 for s in states if s == "down")
+    return quorum(states, needed), f"targets_down={down}/{count} down_at={needed}"
 
 
 ATTEMPTS = 3
@@ -320,14 +363,21 @@ def clear_records(paths: Paths, keep: List[str]) -> List[str]:
         return []
     gone = []
     for name in sorted(files):
-        uplink = name
-        for source in SOURCES:
-            if name.endswith("." + source):
-                uplink = name[: -len(source) - 1]
+        # <uplink>, <uplink>.<source>, <uplink>.<source>.<target>: uplink names have no dot
+        uplink = name.split(".", 1)[0]
         if not name.startswith(".") and uplink not in keep:
             os.unlink(os.path.join(paths.state_dir, name))
             gone.append(name)
     return gone
+
+
+def forget_targets(paths: Paths, uplink: str) -> None:
+    """Delete the uplink's per-target records: a new LSM process reports each target's
+    first verdict again, and a stale record must not count toward the quorum meanwhile."""
+    with StateLock(paths), contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(paths.state_dir):
+            if name.startswith(uplink + ".") and name.count(".") == 2:
+                os.unlink(os.path.join(paths.state_dir, name))
 
 
 def apply_recorded(params: dict, runner: Runner, check: bool = False, paths: Optional[Paths] = None,

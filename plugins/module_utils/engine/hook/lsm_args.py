@@ -30,7 +30,8 @@ class LsmEvent:
 
 
 def parse_lsm_args(argv: Sequence[str], known: Sequence[str]) -> LsmEvent:
-    """``argv`` without the program name; ``known`` the configured uplink names."""
+    """``argv`` without the program name; ``known`` the configured LSM connection names
+    (``<uplink>``, ``<uplink>.<n>``, ``<uplink>.<n>.degraded``: failover/probes.py)."""
     if not 2 <= len(argv) <= MAX_ARGS:
         raise ValidationError("arguments", len(argv), f"2 to {MAX_ARGS} positional arguments from LSM")
     for i, arg in enumerate(argv, 1):
@@ -41,8 +42,8 @@ def parse_lsm_args(argv: Sequence[str], known: Sequence[str]) -> LsmEvent:
     reported, name = argv[0], argv[1]
     if reported not in STATE_MAP:
         raise ValidationError("state (argument 1)", reported, "one of " + ", ".join(STATE_MAP))
-    if not NAME_RE.match(name) or name not in known:
-        raise ValidationError("name (argument 2)", name, "a configured uplink: " + ", ".join(known))
+    if not NAME_RE.match(name.split(".", 1)[0]) or name not in known:
+        raise ValidationError("name (argument 2)", name, "a configured LSM connection: " + ", ".join(known))
     at = time.time()
     if len(argv) >= 16 and argv[15]:
         if not argv[15].isdigit():

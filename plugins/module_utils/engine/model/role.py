@@ -10,14 +10,15 @@ value and what is allowed. Pure: no kernel access, runs on the controller.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from ..errors import ValidationError
+from ..failover.probes import DEGRADED, connection_name
 from . import naming
 from . import vocabulary as vocab
 from .overlaps import check_addressing
 from .policy import parse_policy
-from .profiles import monitor_settings
+from .profiles import degraded_settings, monitor_settings
 from .table_spec import parse_params as parse_table_params
 
 MODEL_VERSION = 1
@@ -156,6 +157,7 @@ def _uplink(i: int, raw: Dict[str, Any], failover: bool) -> Dict[str, Any]:
     else:
         up["targets"] = list(raw.get("targets") or [])
     up["monitor"] = raw.get("monitor") or {}
+    up["degraded_when"] = raw.get("degraded_when")
     up["may_be_absent"] = vocab.boolean(f"{opt}.interface_may_be_absent",
                                         raw.get("interface_may_be_absent"), False)
     return up
@@ -344,8 +346,12 @@ def build_model(role_vars: Dict[str, Any]) -> Dict[str, Any]:
     ipv6 = any("address6" in u for u in uplinks)
     profile = _get(role_vars, "multihome_monitor_profile", "fast")
     monitors: Dict[str, Any] = {}
+    degraded: Dict[str, Any] = {}
     for i, up in enumerate(uplinks):
-        monitors[up["name"]] = monitor_settings(profile, up["monitor"], f"{UPLINKS}[{i}].monitor")
+        monitors[up["name"]] = monitor_settings(profile, up["monitor"], f"{UPLINKS}[{i}].monitor",
+                                                len(up["targets"]))
+        degraded[up["name"]] = degraded_settings(up["degraded_when"], f"{UPLINKS}[{i}].degraded_when",
+                                                 monitors[up["name"]])
     local_default = _local_default(role_vars, uplinks)
     return {
         "version": MODEL_VERSION,
@@ -366,6 +372,7 @@ def build_model(role_vars: Dict[str, Any]) -> Dict[str, Any]:
                     "mask": mask,
                     "table": tables[u["name"]],
                     "monitor": monitors[u["name"]],
+                    DEGRADED: degraded[u["name"]],
                 }
                 for u in uplinks
             },
@@ -390,21 +397,18 @@ def _local_default_routes(uplinks: List[Dict[str, Any]], name: Optional[str]) ->
     return out
 
 
-def lsm_connections(model: Dict[str, Any], hook: str) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
-    """(connections, groups) for the LSM config: one connection per target, bound to its
-    uplink's device and source address; a group per uplink with several targets (the
-    uplink is up while any target answers). The hook is called with the uplink's name."""
+def lsm_connections(model: Dict[str, Any], hook: str) -> List[Dict[str, Any]]:
+    """The LSM config's connections: per target one bound to its uplink's device and
+    source address, plus a stricter one when the uplink has ``degraded_when``; each runs
+    the hook with its own name (failover/probes.py turns the verdicts into the uplink's)."""
     conns: List[Dict[str, Any]] = []
-    groups: List[Dict[str, Any]] = []
     for name, up in sorted(model["failover"]["uplinks"].items()):
-        several = len(up["targets"]) > 1
-        members = []
+        count = len(up["targets"])
         for n, target in enumerate(up["targets"], 1):
-            cname = f"{name}.{n}" if several else name
-            members.append(cname)
-            conns.append({"name": cname, "checkip": target, "device": up["interface"],
-                          "sourceip": up["source"] or "", "eventscript": "" if several else hook,
-                          **up["monitor"]["lsm"]})
-        if several:
-            groups.append({"name": name, "eventscript": hook, "members": members})
-    return conns, groups
+            common = {"checkip": target, "device": up["interface"], "sourceip": up["source"] or "",
+                      "eventscript": hook}
+            conns.append({"name": connection_name(name, "probe", n, count), **common, **up["monitor"]["lsm"]})
+            if up.get(DEGRADED):
+                conns.append({"name": connection_name(name, DEGRADED, n, count), **common,
+                              **up[DEGRADED]["lsm"]})
+    return conns
