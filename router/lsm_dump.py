@@ -19,6 +19,7 @@ lost ones included. A state change is also logged as ``link NAME up event`` (``d
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
@@ -84,7 +85,7 @@ def parse(text: str) -> Union[Summary, Change, None]:
         rtt = float(fields["avg_rtt"])
     except (KeyError, ValueError):
         return None
-    if min(replied, timeout, late) < 0 or late > min(replied, timeout) or not rtt >= 0:
+    if min(replied, timeout, late) < 0 or late > min(replied, timeout) or not math.isfinite(rtt) or rtt < 0:
         return None
     return Summary(fields["name"], replied, timeout, late, rtt if replied else None, fields.get("status"))
 

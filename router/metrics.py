@@ -3,7 +3,7 @@
 Rewritten atomically every ``interval`` seconds and after every event, from a thread of
 its own so counting flows on a busy router never delays the failover path. Series:
 
-  multihome_uplink_state{uplink,state}              1 for the uplink's state (up/down/drained), else 0
+  multihome_uplink_state{uplink,state}              1 for its state (up/down/drained/degraded), else 0
   multihome_uplink_up{uplink}                       1 when in rotation for new flows
   multihome_uplink_effective_weight{uplink}         its weight in the balance now (0 when out)
   multihome_uplink_flows{uplink}                    conntrack entries carrying its mark
@@ -35,10 +35,11 @@ from .reasons import reason_of
 from .status import count_flows
 
 FILENAME = "multihome.prom"
-STATES = ("up", "down", "drained")
+STATES = ("up", "down", "drained", "degraded")
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # what the monitor handles (a drain is the operator's command, shown by multihome_uplink_state)
-EVENT_KINDS = (("probe", "up"), ("probe", "down"), ("carrier", "up"), ("carrier", "down"))
+EVENT_KINDS = tuple((source, state) for source in ("probe", "carrier", "degraded")
+                    for state in ("up", "down"))
 # (series, field in quality.py, factor to the base unit, help): absent when LSM has not said
 _QUALITY = (("rtt_seconds", "rtt_ms", 0.001, "Mean RTT of the probes LSM's window answered"),
             ("jitter_seconds", "jitter_ms", 0.001, "Mean change between successive RTT samples"),
@@ -106,7 +107,7 @@ class Metrics:
         counters = interface_counters(self.runner)
         now = time.time()
         fams = {name: Family(f"multihome_{name}", kind, text) for name, kind, text in (
-            ("uplink_state", "gauge", "1 for the uplink's current state (up, down, drained), else 0."),
+            ("uplink_state", "gauge", "1 for the uplink's state (up, down, drained, degraded), else 0."),
             ("uplink_up", "gauge", "1 when the uplink takes new flows."),
             ("uplink_effective_weight", "gauge", "The uplink's weight in the balance now (0 when out)."),
             ("uplink_flows", "gauge", "Conntrack entries carrying the uplink's mark."),
@@ -121,7 +122,7 @@ class Metrics:
         for up in uplinks:
             name = up["name"]
             state, since, detail = uplink_state(self.paths, name)
-            shown = "drained" if reason_of(state, detail) == "admin-drained" else state
+            shown = {"admin-drained": "drained", "degraded": "degraded"}.get(reason_of(state, detail), state)
             for value in STATES:
                 fams["uplink_state"].add(float(value == shown), uplink=name, state=value)
             fams["uplink_up"].add(float(state == "up"), uplink=name)

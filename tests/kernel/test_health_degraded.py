@@ -11,6 +11,7 @@ import time
 import pytest
 from harness import Lab, wait_for
 from harness.health import converge, echo_delay, event_log, healthy, states
+from prometheus_client.parser import text_string_to_metric_families
 
 ISP1, ISP2 = "198.51.100.2", "198.51.100.6"
 HOLD_S = 2.5  # fast profile: 50 answered probes 50 ms apart
@@ -28,6 +29,13 @@ def marked_flows(lab: Lab, uplink: str) -> int:
         "failover"]["uplinks"][uplink]["mark"]
     out = lab.run("r1", ["conntrack", "-L", "--mark", f"{mark}/0xff00"], check=False).stdout
     return len(out.splitlines())
+
+
+def metric_states(lab: Lab, uplink: str) -> set:
+    """The states multihome_uplink_state shows for UPLINK in the metrics textfile."""
+    text = lab.run("r1", ["cat", "/var/lib/prometheus/node-exporter/multihome.prom"]).stdout
+    return {s.labels["state"] for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name == "multihome_uplink_state" and s.labels["uplink"] == uplink and s.value == 1}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +60,7 @@ def test_loss_above_threshold_leaves_rotation_keeps_flows_and_returns_after_the_
         assert marked_flows(router, "isp2") >= on_isp2 > 0
         time.sleep(10.0)  # under loss it stays out: no flapping
         assert states(router)["isp2"] == ("down", "degraded")
+        assert metric_states(router, "isp2") == {"degraded"}
         router.isp_clear_faults("isp2")
         cleared = time.monotonic()
         assert wait_for(lambda: states(router)["isp2"] == ("up", "ok"), 20) is not None

@@ -39,7 +39,8 @@ def converged(lab):
         "multihome_user_hooks": [{"name": "10-record", "content": RECORD_HOOK}],
         "multihome_user_hook_timeout": HOOK_TIMEOUT, "multihome_metrics_interval": 1}))
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert wait_for(lambda: "probe=up" in lab.run("r1", ["cat", f"{STATE}/isp2"], check=False).stdout, 10)
+    assert wait_for(lambda: all("probe=up" in lab.run("r1", ["cat", f"{STATE}/{u}"], check=False).stdout
+                                for u in ("isp1", "isp2")), 10)
     return lab
 
 

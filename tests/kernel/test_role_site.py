@@ -160,6 +160,9 @@ def test_status_reports_each_uplink_its_rules_and_live_flows_json_and_table_agre
     assert {k: data[k] for k in ("backend", "mode", "failover", "ruleset_in_sync")} == {
         "backend": "nftables", "mode": "round_robin", "failover": True, "ruleset_in_sync": True}
     assert table.splitlines()[0] == "backend=nftables mode=round_robin failover=on ruleset=in sync"
+    header = next(line.split() for line in table.splitlines() if line.startswith("UPLINK"))
+    # the SINCE column holds spaces: count the columns after it from the end
+    after = {h: i - len(header) for i, h in enumerate(header) if i > header.index("SINCE")}
     rows = {line.split()[0]: line.split() for line in table.splitlines() if line.startswith("isp")}
     assert [u["name"] for u in data["uplinks"]] == ["isp1", "isp2"]
     for uplink, interface in zip(data["uplinks"], ("wan1", "wan2")):
@@ -167,8 +170,10 @@ def test_status_reports_each_uplink_its_rules_and_live_flows_json_and_table_agre
         assert [uplink[k] for k in ("interface", "state", "weight", "tier")] == [interface, "up", 1, 1]
         # round robin: two of the four streams on each uplink (more if earlier entries linger)
         assert uplink["flows"] >= 2, uplink
-        assert rows[name][1:3] == [interface, "up"] and rows[name][-3:-1] == ["1", "1"], table
-        assert int(rows[name][-1]) >= 2, table
+        row = rows[name]
+        assert row[1:3] == [interface, "up"], table
+        assert [row[after["WEIGHT"]], row[after["TIER"]]] == ["1", "1"], table
+        assert int(row[after["FLOWS"]]) >= 2, table
         rules = lab.run("r1", ["ip", "rule", "show", "table", str(uplink["table"])]).stdout
         assert f"fwmark {uplink['mark']}/0xff00" in rules, (name, rules)
         assert f"uplink={name} " in uplink["last_event"] and "probe=up" in uplink["detail"]
