@@ -18,7 +18,6 @@ its own so counting flows on a busy router never delays the failover path. Serie
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import threading
@@ -30,6 +29,7 @@ from engine.paths import Paths
 from engine.runner import Runner
 
 from .events import LoggedEvent
+from .links import interface_counters
 from .quality import read_quality, uplink_summary
 from .reasons import reason_of
 from .status import count_flows
@@ -62,14 +62,6 @@ class Family:
         spelled = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
         self.lines.append(f"{self.name}{suffix}{{{spelled}}} {value!r}" if spelled
                           else f"{self.name}{suffix} {value!r}")
-
-
-def interface_counters(runner: Runner) -> Dict[str, dict]:
-    res = runner.run(["ip", "-j", "-s", "link", "show"], check=False)
-    try:
-        return {link["ifname"]: link.get("stats64") or {} for link in json.loads(res.stdout or "[]")}
-    except (ValueError, KeyError, TypeError):
-        return {}
 
 
 class Metrics:

@@ -17,6 +17,7 @@ from engine.runner import Runner
 from .events import parse_event_line
 from .metrics import FILENAME, Metrics
 from .quality import Quality
+from .traffic import Traffic
 from .user_hooks import UserHooks
 
 DEFAULTS: Dict[str, object] = {
@@ -76,9 +77,11 @@ class Operability:
         self.hooks = UserHooks(str(config["hooks_dir"]), float(config["hook_timeout"]), log)  # type: ignore[arg-type]
         # LSM's RTT/loss reports, sampled as often as the metrics file is written
         self.quality = Quality(paths, float(config["metrics_interval"]), log)  # type: ignore[arg-type]
+        self.traffic = Traffic(paths, runner, float(config["metrics_interval"]), log)  # type: ignore[arg-type]
 
     def start(self) -> None:
         self.quality.start()
+        self.traffic.start()
         if self.metrics:
             self.metrics.start()
         self.hooks.start()
@@ -96,4 +99,5 @@ class Operability:
         self.hooks.stop()
         if self.metrics:
             self.metrics.stop()
+        self.traffic.stop()
         self.quality.stop()

@@ -1,6 +1,7 @@
 """What ``multihome status`` reports: per uplink state, since when, weight, tier, live
-flows (conntrack entries carrying its mark), its last event and the health quality LSM
-reports for it and each of its targets (RTT, jitter, loss: quality.py)."""
+flows (conntrack entries carrying its mark), bytes in the last minute (traffic.py), its
+last event and the health quality LSM reports for it and each of its targets (RTT, jitter,
+loss: quality.py); and which uplink the router's own traffic leaves by."""
 from __future__ import annotations
 
 import os
@@ -10,12 +11,14 @@ from typing import Any, Dict, List, Optional
 
 from engine.failover.state import uplink_names, uplink_state
 from engine.paths import Paths
+from engine.routing.own_traffic import current_uplink
 from engine.runner import Runner
 
 from . import ha_status
 from .links import read_carriers
 from .quality import read_quality, uplink_summary
 from .reasons import reason_of, sources_of
+from .traffic import read_traffic
 
 # docs/status-schema.md: bump on any change that is not a new field.
 SCHEMA_VERSION = 1
@@ -72,6 +75,7 @@ def collect(model: dict, paths: Paths, runner: Runner, drift: Optional[bool] = N
     uplinks = []
     links = read_carriers(runner)
     quality = read_quality(paths)
+    traffic = read_traffic(paths)
     for up in model["balance"]["uplinks"]:
         state, since, detail = uplink_state(paths, up["name"])
         if up["interface"] not in links:
@@ -85,12 +89,14 @@ def collect(model: dict, paths: Paths, runner: Runner, drift: Optional[bool] = N
             "last_event": events.get(up["name"], ""),
             **uplink_summary(quality.get(up["name"], [])),
             "targets": [_target_fields(t) for t in quality.get(up["name"], [])],
+            "bytes_last_minute": traffic.get(up["name"]),
         })
     return {
         "schema_version": SCHEMA_VERSION,
         "backend": model["balance"].get("backend"), "mode": model["balance"].get("mode"),
         "failover": model["failover"].get("enabled"), "ruleset_in_sync": drift is None or not drift,
         "uplinks": uplinks, "ha": ha_status.collect(model, runner),
+        "own_traffic": current_uplink(model, runner),
     }
 
 
@@ -106,6 +112,17 @@ def _figure(value: Optional[float], unit: str) -> str:
     return "-" if value is None else f"{value:.3g}{unit}"
 
 
+def _size(count: int) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.3g}{unit}B"
+    return f"{count}B"
+
+
+def _moved(moved: Optional[Dict[str, Any]]) -> str:
+    return "-" if not moved else f"{_size(moved['rx'])}/{_size(moved['tx'])}"
+
+
 def _age(since: Optional[float]) -> str:
     if since is None:
         return "-"
@@ -117,13 +134,14 @@ def _age(since: Optional[float]) -> str:
 def render_text(status: Dict[str, Any]) -> str:
     head = (f"backend={status['backend']} mode={status['mode']} failover="
             f"{'on' if status['failover'] else 'off'} ruleset="
-            f"{'in sync' if status['ruleset_in_sync'] else 'DRIFTED (run: multihome apply)'}")
-    rows = [("UPLINK", "IFACE", "STATE", "REASON", "SINCE", "WEIGHT", "TIER", "FLOWS", "RTT", "JITTER",
-             "LOSS")]
+            f"{'in sync' if status['ruleset_in_sync'] else 'DRIFTED (run: multihome apply)'} "
+            f"own-traffic={status['own_traffic'] or 'main'}")
+    rows = [("UPLINK", "IFACE", "STATE", "REASON", "SINCE", "WEIGHT", "TIER", "FLOWS", "RX/TX(1m)", "RTT",
+             "JITTER", "LOSS")]
     for u in status["uplinks"]:
         rows.append((u["name"], u["interface"], u["state"], u["reason"], _age(u["since"]), str(u["weight"]),
-                     str(u["tier"]), str(u["flows"]), _figure(u["rtt_ms"], "ms"),
-                     _figure(u["jitter_ms"], "ms"), _figure(u["loss_pct"], "%")))
+                     str(u["tier"]), str(u["flows"]), _moved(u["bytes_last_minute"]),
+                     _figure(u["rtt_ms"], "ms"), _figure(u["jitter_ms"], "ms"), _figure(u["loss_pct"], "%")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [head, *ha_status.render_lines(status.get("ha")), ""]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import time
 from pathlib import Path
 
@@ -49,12 +50,15 @@ def test_status_json_schema_v1_every_field_has_its_documented_type_and_value(con
     with lab.stream("c1", count=4, duration=4.0):
         time.sleep(0.5)
         data = status(lab)
-    assert set(data) == {"schema_version", "backend", "mode", "failover", "ruleset_in_sync", "uplinks", "ha"}
+    assert set(data) == {"schema_version", "backend", "mode", "failover", "ruleset_in_sync", "uplinks", "ha",
+                         "own_traffic"}
     assert data["schema_version"] == 1 and data["ha"] is None  # a single router (HA: test_ha_pair.py)
+    assert data["own_traffic"] == "isp1"  # both up, same tier and weight: the first by name
     assert (data["backend"], data["mode"], data["failover"], data["ruleset_in_sync"]) == (
         "nftables", "round_robin", True, True)
     fields = {"name", "interface", "state", "reason", "drained", "since", "detail", "weight", "tier",
-              "mark", "table", "flows", "last_event", "rtt_ms", "jitter_ms", "loss_pct", "targets"}
+              "mark", "table", "flows", "last_event", "rtt_ms", "jitter_ms", "loss_pct", "targets",
+              "bytes_last_minute"}
     target_fields = {"target", "connection", "state", "rtt_ms", "jitter_ms", "loss_pct", "probes",
                      "last_change", "sampled_at"}
     for up, (name, iface) in zip(data["uplinks"], (("isp1", "wan1"), ("isp2", "wan2")), strict=True):
@@ -67,6 +71,10 @@ def test_status_json_schema_v1_every_field_has_its_documented_type_and_value(con
         rules = lab.run("r1", ["ip", "rule", "show", "table", str(up["table"])]).stdout
         assert f"fwmark {up['mark']}/0xff00" in rules
         assert up["flows"] >= 2 and f"uplink={name} " in up["last_event"]
+        # the interface's bytes since the monitor's oldest sample of the last minute (LSM's probes at least)
+        moved = up["bytes_last_minute"]
+        assert set(moved) == {"rx", "tx", "seconds"} and 0 < moved["seconds"] <= 60, moved
+        assert all(isinstance(moved[k], int) and moved[k] > 0 for k in ("rx", "tx")), moved
         # health quality from LSM's dumps (values: tests/kernel/test_health_quality.py)
         assert isinstance(up["rtt_ms"], float) and up["rtt_ms"] > 0, up
         assert isinstance(up["jitter_ms"], float) and up["jitter_ms"] >= 0, up
@@ -85,8 +93,10 @@ def test_status_json_schema_v1_every_field_has_its_documented_type_and_value(con
 def test_status_table_has_a_reason_column_and_watch_redraws_in_place(converged) -> None:
     lab = converged
     table = lab.run("r1", ["multihome", "status"]).stdout.splitlines()
+    assert table[0].endswith(" own-traffic=isp1"), table
     assert table[2].split() == ["UPLINK", "IFACE", "STATE", "REASON", "SINCE", "WEIGHT", "TIER", "FLOWS",
-                                "RTT", "JITTER", "LOSS"]
+                                "RX/TX(1m)", "RTT", "JITTER", "LOSS"]
+    assert re.fullmatch(r"[0-9.]+[kMG]?B/[0-9.]+[kMG]?B", table[3].split()[-4]), table
     assert table[3].split()[:4] == ["isp1", "wan1", "up", "ok"]
     rtt, jitter, loss = table[3].split()[-3:]
     assert rtt.endswith("ms") and float(rtt[:-2]) > 0 and jitter.endswith("ms") and loss.endswith("%"), table

@@ -159,7 +159,8 @@ def test_status_reports_each_uplink_its_rules_and_live_flows_json_and_table_agre
         table = lab.run("r1", ["multihome", "status"]).stdout
     assert {k: data[k] for k in ("backend", "mode", "failover", "ruleset_in_sync")} == {
         "backend": "nftables", "mode": "round_robin", "failover": True, "ruleset_in_sync": True}
-    assert table.splitlines()[0] == "backend=nftables mode=round_robin failover=on ruleset=in sync"
+    head = "backend=nftables mode=round_robin failover=on ruleset=in sync own-traffic=isp1"
+    assert table.splitlines()[0] == head
     header = next(line.split() for line in table.splitlines() if line.startswith("UPLINK"))
     # the SINCE column holds spaces: count the columns after it from the end
     after = {h: i - len(header) for i, h in enumerate(header) if i > header.index("SINCE")}

@@ -80,3 +80,17 @@ def apply_own_default(model: dict, states: Dict[str, str], runner: Runner, check
         for argv in commands:
             runner.run(argv)
     return {"changed": bool(commands), "commands": [" ".join(c) for c in commands], "uplink": chosen}
+
+
+def current_uplink(model: dict, runner: Runner) -> Optional[str]:
+    """The uplink the router's own traffic leaves by now: whose interface the owned table's
+    default route uses (IPv4 first); None when own traffic is off or the table is empty."""
+    own = model.get("own_traffic")
+    if not own:
+        return None
+    by_interface = {u["interface"]: u["name"] for u in model["balance"]["uplinks"]}
+    for fam in FAMILIES:
+        route = _default(runner, fam, int(own["table"]))
+        if route is not None and route["dev"] in by_interface:
+            return by_interface[route["dev"]]
+    return None

@@ -1,0 +1,100 @@
+"""Bytes each uplink carried in the last minute, for ``multihome status``.
+
+The kernel counts every interface's bytes (links.py; metrics.py reads them too); a
+counter only says how many since the interface came up, so the monitor samples the
+uplinks' counters every interval, keeps a minute of samples and writes the difference to
+``traffic.json``. ``read_traffic`` gives nothing for a file the monitor stopped writing
+rather than an old figure.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import threading
+import time
+from typing import Callable, Deque, Dict, Optional, Tuple
+
+from engine.errors import EngineError
+from engine.failover.state import load_model, write_atomic
+from engine.paths import Paths
+from engine.runner import Runner
+
+from .links import interface_counters
+
+FILENAME = "traffic.json"
+WINDOW_S = 60.0
+
+
+class Traffic:
+    def __init__(self, paths: Paths, runner: Runner, interval: float, log: Callable[[str], None]) -> None:
+        self.paths, self.runner, self.interval, self.log = paths, runner, interval, log
+        self.samples: Dict[str, Deque[Tuple[float, int, int]]] = {}
+        self.stopping = threading.Event()
+        self.thread: Optional[threading.Thread] = None
+        self.error = ""
+
+    def sample(self, interfaces: Dict[str, str], counters: Dict[str, dict], now: float) -> Dict[str, dict]:
+        """Add one sample per uplink ({uplink: interface}) from COUNTERS (`ip -s link`);
+        return each uplink's bytes since its oldest sample of the last minute (an absent or
+        re-created interface starts again)."""
+        out: Dict[str, dict] = {}
+        for uplink, interface in interfaces.items():
+            stats = counters.get(interface) or {}
+            kept = self.samples.setdefault(uplink, collections.deque())
+            try:
+                got = (int(stats["rx"]["bytes"]), int(stats["tx"]["bytes"]))
+            except (KeyError, TypeError, ValueError):
+                kept.clear()
+                continue
+            if kept and (got[0] < kept[-1][1] or got[1] < kept[-1][2]):
+                kept.clear()  # counters went back: a new interface of the same name
+            kept.append((now, *got))
+            while now - kept[0][0] > WINDOW_S:
+                kept.popleft()
+            first = kept[0]
+            if now > first[0]:
+                out[uplink] = {"rx": got[0] - first[1], "tx": got[1] - first[2],
+                               "seconds": round(now - first[0], 1)}
+        return out
+
+    def write(self) -> None:
+        try:
+            model = load_model(self.paths)
+            interfaces = {u["name"]: u["interface"] for u in model["balance"]["uplinks"]}
+            now = time.time()
+            text = json.dumps({"written": round(now, 3), "interval": self.interval,
+                               "uplinks": self.sample(interfaces, interface_counters(self.runner), now)},
+                              sort_keys=True)
+            write_atomic(os.path.join(self.paths.run_dir, FILENAME), text + "\n", 0o644)
+        except (OSError, EngineError) as exc:
+            if str(exc) != self.error:
+                self.log(f"traffic: cannot write {FILENAME}: {exc}")
+            self.error = str(exc)
+            return
+        self.error = ""
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.interval if self.samples else 0):
+            self.write()
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=3)
+
+
+def read_traffic(paths: Paths, now: Optional[float] = None) -> Dict[str, dict]:
+    """{uplink: {"rx", "tx", "seconds"}} from traffic.json; {} when the file is missing,
+    broken, or older than two intervals and three seconds (the monitor stopped)."""
+    try:
+        with open(os.path.join(paths.run_dir, FILENAME), encoding="utf-8") as fh:
+            data = json.load(fh)
+        fresh = (now or time.time()) - float(data["written"]) <= 2 * float(data["interval"]) + 3
+        return dict(data["uplinks"]) if fresh else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
