@@ -20,7 +20,6 @@ never came, a stopped monitor) is dropped: its values read as null, never guesse
 from __future__ import annotations
 
 import collections
-import json
 import os
 import select
 import signal
@@ -29,13 +28,13 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from engine.errors import EngineError
 from engine.failover.probes import connection_name
-from engine.failover.state import load_model, write_atomic
+from engine.failover.state import load_model
 from engine.paths import Paths
 
 from . import lsm_dump
 from .lsm_capture import captured
+from .snapshots import Snapshot, read_snapshot, stale_after
 
 SOCKET = "lsm-log.sock"
 FILENAME = "quality.json"
@@ -43,10 +42,6 @@ SYSTEM_LOG = "/dev/log"
 JITTER_SAMPLES = 10
 _SIGUSR1_BIT = 1 << (signal.SIGUSR1 - 1)
 _LSM_NAMES = ("lsm", "foolsm")
-
-
-def stale_after(interval: float) -> float:
-    return 2 * interval + 3.0
 
 
 def targets_of(model: dict) -> Dict[str, Tuple[str, str]]:
@@ -83,7 +78,7 @@ class Quality:
         # per connection: (when its state changed, None before a change was seen; the state)
         self.changes: Dict[str, Tuple[Optional[float], str]] = {}
         self.stopping = False
-        self.write_error = ""
+        self.file = Snapshot(paths, FILENAME, interval, lambda line: log(f"quality: {line}"))
         self.thread: Optional[threading.Thread] = None
         self.sock: Optional[socket.socket] = None
         self.system_log = SYSTEM_LOG if os.path.exists(SYSTEM_LOG) else None
@@ -179,19 +174,10 @@ class Quality:
                 "last_change": round(changed[0], 3) if changed and changed[0] is not None else None,
                 "sampled_at": round(fresh[-1][0], 3) if fresh else None,
             })
-        return {"written": round(now, 3), "interval": self.interval, "targets": targets}
+        return {"targets": targets}
 
     def write(self) -> None:
-        """Replace quality.json; a failure is logged once until writing works again."""
-        try:
-            text = json.dumps(self.snapshot(load_model(self.paths), time.time()), sort_keys=True)
-            write_atomic(os.path.join(self.paths.run_dir, FILENAME), text + "\n", 0o644)
-        except (OSError, EngineError) as exc:
-            if str(exc) != self.write_error:
-                self.log(f"quality: cannot write {FILENAME}: {exc}")
-            self.write_error = str(exc)
-            return
-        self.write_error = ""
+        self.file.write(lambda now: self.snapshot(load_model(self.paths), now))
 
     # ------------------------------------------------------------ thread
     def _round(self, next_ask: float) -> float:
@@ -244,14 +230,10 @@ class Quality:
 def read_quality(paths: Paths, now: Optional[float] = None) -> Dict[str, List[Dict[str, Any]]]:
     """{uplink: [target entries]} from quality.json; entries of a file the monitor stopped
     refreshing have their values nulled (the same rule as a stale sample)."""
-    now = time.time() if now is None else now
-    try:
-        with open(os.path.join(paths.run_dir, FILENAME), encoding="utf-8") as fh:
-            data = json.load(fh)
-        stale = now - float(data["written"]) > stale_after(float(data["interval"]))
-        entries = list(data["targets"])
-    except (OSError, ValueError, KeyError, TypeError):
+    got = read_snapshot(paths, FILENAME, now)
+    if got is None or not isinstance(got[0].get("targets"), list):
         return {}
+    entries, stale = got[0]["targets"], got[1]
     out: Dict[str, List[Dict[str, Any]]] = {}
     for entry in entries:
         if stale:

@@ -3,24 +3,20 @@
 The kernel counts every interface's bytes (links.py; metrics.py reads them too); a
 counter only says how many since the interface came up, so the monitor samples the
 uplinks' counters every interval, keeps a minute of samples and writes the difference to
-``traffic.json``. ``read_traffic`` gives nothing for a file the monitor stopped writing
-rather than an old figure.
+``traffic.json`` (snapshots.py).
 """
 from __future__ import annotations
 
 import collections
-import json
-import os
 import threading
-import time
 from typing import Callable, Deque, Dict, Optional, Tuple
 
-from engine.errors import EngineError
-from engine.failover.state import load_model, write_atomic
+from engine.failover.state import load_model
 from engine.paths import Paths
 from engine.runner import Runner
 
 from .links import interface_counters
+from .snapshots import Snapshot, read_snapshot
 
 FILENAME = "traffic.json"
 WINDOW_S = 60.0
@@ -32,7 +28,7 @@ class Traffic:
         self.samples: Dict[str, Deque[Tuple[float, int, int]]] = {}
         self.stopping = threading.Event()
         self.thread: Optional[threading.Thread] = None
-        self.error = ""
+        self.file = Snapshot(paths, FILENAME, interval, lambda line: log(f"traffic: {line}"))
 
     def sample(self, interfaces: Dict[str, str], counters: Dict[str, dict], now: float) -> Dict[str, dict]:
         """Add one sample per uplink ({uplink: interface}) from COUNTERS (`ip -s link`);
@@ -59,20 +55,12 @@ class Traffic:
         return out
 
     def write(self) -> None:
-        try:
+        def make(now: float) -> Dict[str, dict]:
             model = load_model(self.paths)
             interfaces = {u["name"]: u["interface"] for u in model["balance"]["uplinks"]}
-            now = time.time()
-            text = json.dumps({"written": round(now, 3), "interval": self.interval,
-                               "uplinks": self.sample(interfaces, interface_counters(self.runner), now)},
-                              sort_keys=True)
-            write_atomic(os.path.join(self.paths.run_dir, FILENAME), text + "\n", 0o644)
-        except (OSError, EngineError) as exc:
-            if str(exc) != self.error:
-                self.log(f"traffic: cannot write {FILENAME}: {exc}")
-            self.error = str(exc)
-            return
-        self.error = ""
+            return {"uplinks": self.sample(interfaces, interface_counters(self.runner), now)}
+
+        self.file.write(make)
 
     def _run(self) -> None:
         while not self.stopping.wait(self.interval if self.samples else 0):
@@ -89,12 +77,9 @@ class Traffic:
 
 
 def read_traffic(paths: Paths, now: Optional[float] = None) -> Dict[str, dict]:
-    """{uplink: {"rx", "tx", "seconds"}} from traffic.json; {} when the file is missing,
-    broken, or older than two intervals and three seconds (the monitor stopped)."""
-    try:
-        with open(os.path.join(paths.run_dir, FILENAME), encoding="utf-8") as fh:
-            data = json.load(fh)
-        fresh = (now or time.time()) - float(data["written"]) <= 2 * float(data["interval"]) + 3
-        return dict(data["uplinks"]) if fresh else {}
-    except (OSError, ValueError, KeyError, TypeError):
+    """{uplink: {"rx", "tx", "seconds"}} from traffic.json; {} when it is missing, broken or
+    stale (the monitor stopped: an old figure is no figure)."""
+    got = read_snapshot(paths, FILENAME, now)
+    if got is None or got[1] or not isinstance(got[0].get("uplinks"), dict):
         return {}
+    return dict(got[0]["uplinks"])

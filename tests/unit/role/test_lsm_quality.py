@@ -101,7 +101,7 @@ def test_read_quality_nulls_a_file_the_monitor_stopped_writing_and_ignores_a_bro
     os.makedirs(paths.run_dir)
     path = os.path.join(paths.run_dir, FILENAME)
     with open(path, "w") as fh:
-        json.dump(quality.snapshot(model, 1000.0), fh)
+        json.dump({**quality.snapshot(model, 1000.0), "written": 1000.0, "interval": 1.0}, fh)
     fresh = read_quality(paths, 1001.0)
     uplink = targets_of(model)[name][0]
     assert uplink_summary(fresh[uplink])["loss_pct"] == 50.0

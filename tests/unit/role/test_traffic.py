@@ -8,12 +8,17 @@ import os
 from router.traffic import FILENAME, WINDOW_S, Traffic, read_traffic
 
 
+class FakePaths:
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = run_dir
+
+
 def counters(rx: int, tx: int) -> dict:
     return {"wan1": {"rx": {"bytes": rx, "packets": 1}, "tx": {"bytes": tx, "packets": 1}}}
 
 
 def test_bytes_are_counted_over_the_last_minute_only(tmp_path) -> None:
-    traffic = Traffic(None, None, 5.0, print)
+    traffic = Traffic(FakePaths(str(tmp_path)), None, 5.0, print)
     uplinks = {"isp1": "wan1"}
     assert traffic.sample(uplinks, counters(1000, 500), 0.0) == {}  # one sample: no interval yet
     got = traffic.sample(uplinks, counters(3000, 900), 30.0)
@@ -23,19 +28,14 @@ def test_bytes_are_counted_over_the_last_minute_only(tmp_path) -> None:
     assert got == {"isp1": {"rx": 6000, "tx": 1000, "seconds": 40.0}} and WINDOW_S == 60.0
 
 
-def test_a_recreated_or_absent_interface_starts_counting_again() -> None:
-    traffic = Traffic(None, None, 5.0, print)
+def test_a_recreated_or_absent_interface_starts_counting_again(tmp_path) -> None:
+    traffic = Traffic(FakePaths(str(tmp_path)), None, 5.0, print)
     uplinks = {"isp1": "wan1"}
     traffic.sample(uplinks, counters(5000, 5000), 0.0)
     assert traffic.sample(uplinks, counters(100, 50), 5.0) == {}  # counters went back
     assert traffic.sample(uplinks, counters(300, 80), 10.0) == {"isp1": {"rx": 200, "tx": 30, "seconds": 5.0}}
     assert traffic.sample(uplinks, {}, 15.0) == {}
     assert traffic.sample(uplinks, counters(400, 90), 20.0) == {}
-
-
-class FakePaths:
-    def __init__(self, run_dir: str) -> None:
-        self.run_dir = run_dir
 
 
 def test_read_traffic_gives_nothing_for_a_stale_or_broken_file(tmp_path) -> None:
