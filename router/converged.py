@@ -20,7 +20,7 @@ import stat
 from typing import Callable, Dict, List, Optional, Sequence
 
 from engine.errors import EngineError
-from engine.failover.state import load_model
+from engine.failover.state import load_model, write_atomic
 from engine.paths import Paths
 from engine.runner import Runner
 
@@ -85,10 +85,7 @@ def record(request: dict, paths: Paths) -> dict:
     }
     manifest["entries"] = snapshot(manifest["files"], manifest["trees"])
     target = manifest_path(paths)
-    tmp = target + ".tmp"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, sort_keys=True)
-    os.replace(tmp, target)
+    write_atomic(target, json.dumps(manifest, sort_keys=True), 0o600)
     return {"recorded": target, "entries": len(manifest["entries"])}
 
 
@@ -99,8 +96,6 @@ def _missing_packages(names: Sequence[str], runner: Runner) -> List[str]:
         res = runner.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n", *names], check=False)
         installed = {line.split()[0] for line in res.stdout.splitlines() if line.split()[1:2] == ["ii"]}
         return [n for n in names if n not in installed]
-    if shutil.which("rpm"):
-        return [n for n in names if runner.run(["rpm", "-q", n], check=False).rc != 0]
     return list(names)
 
 
