@@ -36,6 +36,7 @@ from typing import Dict, List, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOK = "/usr/local/lib/netops-multihome/multihome-hook"
+INTERPRETER = "/usr/bin/python3"  # the hook's #! line
 EVENTS_LOG = "/var/log/netops-multihome/events.log"
 UDP_BASE_PORT = 10000
 
@@ -60,7 +61,7 @@ def drive(events: int) -> dict:
 
     threading.Thread(target=reader, daemon=True).start()
     time.sleep(0.5)
-    kernel, hook = [], []
+    kernel, hook, interpreter = [], [], []
     try:
         for i in range(events):
             state, prev = ("down", "up") if i % 2 == 0 else ("up", "down")
@@ -83,10 +84,14 @@ def drive(events: int) -> dict:
                 raise SystemExit(f"event {i} ({state}): no ruleset change within 5 s") from None
             kernel.append(round((first - t0) * 1000, 2))
             hook.append(round((t1 - t0) * 1000, 2))
+            # The floor of any Python hook, in the same conditions: its interpreter alone.
+            t2 = time.monotonic()
+            subprocess.run([INTERPRETER, "-IS", "-c", "pass"], check=True)
+            interpreter.append(round((time.monotonic() - t2) * 1000, 2))
             time.sleep(0.1)
     finally:
         mon.kill()
-    return {"event_to_kernel_ms": kernel, "hook_process_ms": hook}
+    return {"event_to_kernel_ms": kernel, "hook_process_ms": hook, "interpreter_ms": interpreter}
 
 
 # ---------------------------------------------------------------- from the host
@@ -246,7 +251,7 @@ def hook_section(lab, events: int) -> dict:
     log = lab.run("r1", ["cat", EVENTS_LOG]).stdout.splitlines()
     data["engine_ms"], data["hook_own_ms"] = monitor_times(log)
     summary = {}
-    for key in ("event_to_kernel_ms", "hook_process_ms", "engine_ms", "hook_own_ms"):
+    for key in ("event_to_kernel_ms", "hook_process_ms", "engine_ms", "hook_own_ms", "interpreter_ms"):
         values = data.get(key)
         summary[key] = ({"p50": pct(values, 0.5), "p95": pct(values, 0.95), "n": len(values)}
                         if values else None)
@@ -311,7 +316,8 @@ def table(report: dict) -> str:
     for key, label in (("event_to_kernel_ms", "event -> ruleset in kernel (ms)"),
                        ("hook_process_ms", "hook process wall time (ms)"),
                        ("engine_ms", "engine in the monitor, ms= (ms)"),
-                       ("hook_own_ms", "hook's own: process_ms= - ms= (ms)")):
+                       ("hook_own_ms", "hook's own: process_ms= - ms= (ms)"),
+                       ("interpreter_ms", "python3 -IS -c pass, same run (ms)")):
         s = report["hook"]["summary"].get(key)
         lines.append(f"  {label:<42} {s['p50']:>8.1f} {s['p95']:>8.1f}" if s else f"  {label:<42} {'-':>8}")
     ct = report["conntrack"]

@@ -36,7 +36,7 @@ from engine.failover.state import (
     uplink_names,
 )
 from engine.paths import Paths
-from engine.runner import Runner
+from engine.runner import LocalRunner, Runner
 
 from . import confirm as cc
 from . import monitor as mon
@@ -387,7 +387,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner] = None) -> int:
     args = parser().parse_args(argv)
     paths = paths or Paths.default()
-    runner = runner or Runner()
+    runner = runner or LocalRunner()
     handlers = {"status": _status, "apply": _apply, "monitor": _monitor, "boot": _boot,
                 "confirm": _confirm, "arm": _arm, "revert": _revert, "teardown": _teardown,
                 "drain": _drain, "undrain": _drain, "flows": _flows, "converged": _converged}

@@ -13,7 +13,7 @@ from engine.failover.probes import connections
 from engine.failover.state import handle_event, load_model, log_event
 from engine.hook.lsm_args import parse_lsm_args
 from engine.paths import Paths
-from engine.runner import Runner
+from engine.runner import LocalRunner, Runner
 
 
 # Not print(): ansible-test reserves print() for modules.
@@ -56,7 +56,7 @@ def process(argv: List[str], paths: Paths, runner: Runner, started: float, via: 
 def main(argv: List[str], paths: Optional[Paths] = None, runner: Optional[Runner] = None) -> int:
     from engine.hook.protocol import process_started
 
-    rc, line = process(argv, paths or Paths.default(), runner or Runner(), process_started())
+    rc, line = process(argv, paths or Paths.default(), runner or LocalRunner(), process_started())
     if rc:
         _err(line)
     return rc

@@ -27,7 +27,7 @@ from engine.failover.state import forget_targets, handle_event, load_model, log_
 from engine.hook.protocol import MAX_REQUEST
 from engine.hook.protocol import decode as decode_request
 from engine.paths import Paths
-from engine.runner import Runner
+from engine.runner import LocalRunner, Runner
 
 from .hook import process as process_hook_event
 from .kernel_events import WATCH, LineReader, classify
@@ -61,7 +61,7 @@ def split_lsm_config(text: str) -> Dict[str, str]:
 class Monitor:
     def __init__(self, paths: Paths, runner: Optional[Runner] = None) -> None:
         self.paths = paths
-        self.runner = runner or Runner()
+        self.runner = runner or LocalRunner()
         self.model = load_model(paths)
         self.names = uplink_names(self.model)
         self.iface_of = {u["name"]: u["interface"] for u in self.model["balance"]["uplinks"]}

@@ -219,6 +219,19 @@ def test_hook_and_cli_import_and_use_only_the_installed_layout(router, variable)
         lab.run("r1", ["rm", "-rf", "/tmp/planted", "/tmp/planted-ran"])
 
 
+def test_hook_started_through_a_symlink_imports_the_engine_it_links_to(router) -> None:
+    """The hook finds its engine beside the file it is, not beside a link to it."""
+    lab = router
+    lab.run("r1", ["sh", "-c", f"{PLANT}\nln -s {HOOK} /tmp/planted/multihome-hook"])
+    try:
+        lab.run("r1", ["/tmp/planted/multihome-hook", *lsm_argv("down", "isp1", time.time())])
+        assert lab.run("r1", ["test", "-e", "/tmp/planted-ran"], check=False).returncode == 1
+        assert recorded(lab, "isp1") == "down"
+    finally:
+        lab.run("r1", [HOOK, *lsm_argv("up", "isp1", time.time() + 1)])
+        lab.run("r1", ["rm", "-rf", "/tmp/planted", "/tmp/planted-ran"])
+
+
 # ------------------------------------------------------------------ atomicity
 ROLLBACK = """
 from engine.routing.table import apply_table

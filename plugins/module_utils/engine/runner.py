@@ -37,3 +37,20 @@ class Runner:
                 f"{' '.join(argv)} failed (rc={res.rc}): {res.stderr.strip() or res.stdout.strip()}"
             )
         return res
+
+    def nft_generation(self) -> Optional[int]:
+        """The nftables ruleset generation of the namespace these commands change, when it
+        can be known without a command; None: unknown, so nothing read from the ruleset
+        earlier may be trusted later (every Runner but ``LocalRunner``)."""
+        return None
+
+
+class LocalRunner(Runner):
+    """For a long-running process in the router's own network namespace (the monitor): it
+    reads the generation itself, so a table it loaded need not be listed again until
+    someone else commits (``ruleset/nft_generation.py``)."""
+
+    def nft_generation(self) -> Optional[int]:
+        from .ruleset.nft_generation import read_generation
+
+        return read_generation()

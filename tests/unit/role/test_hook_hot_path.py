@@ -6,7 +6,7 @@ import shutil
 
 from ansible_collections.netops.multihome.plugins.module_utils.engine.failover import state as failover
 from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset import apply as balance
-from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult
+from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult, Runner
 
 PARAMS = {
     "state": "present", "backend": "nftables", "mode": "round_robin", "mark_mask": "0xff00",
@@ -19,7 +19,7 @@ PARAMS = {
 }
 
 
-class RecordingRunner:
+class RecordingRunner(Runner):
     def __init__(self) -> None:
         self.argvs = []
 

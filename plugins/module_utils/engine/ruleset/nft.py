@@ -344,13 +344,13 @@ def _same_shape(have: Table, wanted: Table) -> bool:
         (have[n].kind, have[n].header) == (wanted[n].kind, wanted[n].header) for n in wanted)
 
 
-def plan(current: str | None, wanted: Table | None) -> str | None:
-    """The ``nft -f`` script turning ``current`` into ``wanted`` (None: nothing to do).
+def plan(have: Table | None, wanted: Table | None) -> str | None:
+    """The ``nft -f`` script turning the table the kernel has (parsed; None: none) into
+    ``wanted`` (None: nothing to do).
 
     When only contents differ (the failover hook changing the up/down set or the weights),
     the changed chains are flushed and refilled and the changed maps get their elements
     replaced, all in one transaction."""
-    have = parse_table(current) if current is not None else None
     if wanted is None:
         return None if have is None else f"delete table {FAMILY} {TABLE}\n"
     if have == wanted:
@@ -378,9 +378,8 @@ def load(script: str, runner: Runner, test: bool = False) -> None:
         raise EngineError(f"nft rejected the ruleset: {res.stderr.strip()}")
 
 
-def describe(current: str | None, wanted: Table | None) -> list[str]:
+def describe(have: Table | None, wanted: Table | None) -> list[str]:
     """What a plan changes, for people: one line per chain, set or map."""
-    have = parse_table(current) if current is not None else None
     if have is None:
         return [f"create table {FAMILY} {TABLE}"] if wanted else []
     if wanted is None:
@@ -400,21 +399,54 @@ class Nftables:
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
+        self.generation: int | None = None  # when step() saw the table
+        self.wanted: Table | None = None
 
     def may_hold_ours(self) -> bool:
         return shutil.which(NFT) is not None and read_current(self.runner) is not None
 
-    def step(self, ruleset: RulesetPlan | None) -> Step:
-        wanted = render_objects(ruleset) if ruleset is not None else None
+    def _have(self) -> Table | None:
+        """Our table as the kernel has it: what this process last saw or loaded when no
+        commit happened since (the generation says so), else listed and parsed."""
+        global _seen
+        self.generation = self.runner.nft_generation()
+        if self.generation is not None and _seen is not None and _seen[0] == self.generation:
+            return _seen[1]
         current = read_current(self.runner)
-        before = format_table(parse_table(current)) if current is not None else ""
-        after = format_table(wanted) if wanted else ""
-        return Step(self, before, after, plan(current, wanted), describe(current, wanted))
+        have = parse_table(current) if current is not None else None
+        _seen = (self.generation, have) if self.generation is not None else None
+        return have
+
+    def step(self, ruleset: RulesetPlan | None) -> Step:
+        self.wanted = render_objects(ruleset) if ruleset is not None else None
+        have = self._have()
+        before = format_table(have) if have is not None else ""
+        after = format_table(self.wanted) if self.wanted else ""
+        return Step(self, before, after, plan(have, self.wanted), describe(have, self.wanted))
 
     def load(self, script: str, test: bool) -> None:
+        global _seen
+        if test:
+            load(script, self.runner, test)
+            return
+        _seen = None
         load(script, self.runner, test)
+        # Exactly one commit since step() read the generation: ours, so the kernel holds
+        # what we loaded. Any other count: someone else committed too; list it next time.
+        now = self.runner.nft_generation()
+        if self.generation is not None and now == self.generation + 1:
+            _seen = (now, self.wanted)
 
     def rollback(self, before: str) -> None:
-        script = plan(read_current(self.runner), parse_table(before) if before else None)
+        global _seen
+        _seen = None
+        current = read_current(self.runner)
+        script = plan(parse_table(current) if current is not None else None,
+                      parse_table(before) if before else None)
         if script:
             load(script, self.runner)
+
+
+# The table this process last saw in the kernel (None: none), and the nftables generation
+# it saw it at; only kept for runners that can read the generation (``LocalRunner``).
+_seen: tuple[int, Table | None] | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult
+from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult, Runner
 
 HERE = Path(__file__).resolve().parent
 
@@ -13,7 +13,7 @@ def fixture(name: str) -> str:
     return (HERE / "fixtures" / name).read_text()
 
 
-class ScriptedRunner:
+class ScriptedRunner(Runner):
     """Answers the read commands from captured ``ip -j`` output and records everything run."""
 
     def __init__(self, routes4: str = "[]", routes6: str = "[]", rules4: str = "", rules6: str = "",

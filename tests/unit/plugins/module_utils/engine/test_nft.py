@@ -7,6 +7,7 @@ import ipaddress
 from test_policy_params import INTERFACES, params, with_ipv6, with_uplink  # puts the collection on sys.path
 from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset import nft
 from ansible_collections.netops.multihome.plugins.module_utils.engine.model.policy import parse_policy
+from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import CmdResult, Runner
 from ansible_collections.netops.multihome.plugins.module_utils.engine.ruleset.plan import plan_ruleset
 # isort: on
 
@@ -151,38 +152,34 @@ def test_format_and_parse_round_trip_including_wrapped_elements():
 
 def test_plan_create_noop_small_change_replace_and_delete():
     o = objects()
-    text = nft.format_table(o)
+    have = nft.parse_table(nft.format_table(o))
     create = nft.plan(None, o)
     assert create.startswith("table inet netops_multihome\ndelete table inet netops_multihome\n")
-    assert nft.plan(text, o) is None
-    assert nft.describe(text, o) == []
+    assert nft.plan(have, o) is None
+    assert nft.describe(have, o) == []
 
     down = objects(states={"isp2": "down"})
-    small = nft.plan(text, down)
+    small = nft.plan(have, down)
     assert small.startswith(
         "flush map inet netops_multihome pins_destination4\nflush chain inet netops_multihome choose\n"
     )
     assert "prerouting" not in small and "restore" not in small
-    assert nft.describe(text, down) == ["replace map pins_destination4", "replace chain choose"]
+    assert nft.describe(have, down) == ["replace map pins_destination4", "replace chain choose"]
 
     bigger = objects(with_ipv6())
-    assert nft.plan(text, bigger).startswith("table inet netops_multihome\ndelete table")
-    assert "add chain nptv6_in" in nft.describe(text, bigger)
+    assert nft.plan(have, bigger).startswith("table inet netops_multihome\ndelete table")
+    assert "add chain nptv6_in" in nft.describe(have, bigger)
 
-    assert nft.plan(text, None) == "delete table inet netops_multihome\n"
+    assert nft.plan(have, None) == "delete table inet netops_multihome\n"
     assert nft.plan(None, None) is None
 
 
-class FakeRunner:
+class FakeRunner(Runner):
     def __init__(self, rc, stdout="", stderr=""):
         self.result = (rc, stdout, stderr)
         self.calls = []
 
     def run(self, argv, stdin=None, check=True):
-        from ansible_collections.netops.multihome.plugins.module_utils.engine.runner import (
-            CmdResult,
-        )
-
         self.calls.append((list(argv), stdin))
         return CmdResult(*self.result)
 
