@@ -29,7 +29,6 @@ from engine.paths import Paths
 from engine.runner import Runner
 
 from .events import LoggedEvent
-from .links import interface_counters
 from .quality import read_quality, uplink_summary
 from .reasons import reason_of
 from .status import count_flows
@@ -66,8 +65,10 @@ class Family:
 
 class Metrics:
     def __init__(self, paths: Paths, runner: Runner, directory: str, interval: float,
-                 log: Callable[[str], None]) -> None:
-        self.paths, self.runner, self.log = paths, runner, log
+                 log: Callable[[str], None], counters: Callable[[], Dict[str, dict]]) -> None:
+        """``counters``: every interface's counters (``Traffic.counters``, sampled once per
+        interval for both)."""
+        self.paths, self.runner, self.log, self.counters = paths, runner, log, counters
         self.directory, self.interval = directory, interval
         self.events: Dict[tuple, int] = {kind: 0 for kind in EVENT_KINDS}
         self.buckets: List[int] = [0] * len(BUCKETS)
@@ -96,7 +97,7 @@ class Metrics:
         uplinks = model["balance"]["uplinks"]
         marks = {u["name"]: int(fo[u["name"]]["mark"]) for u in uplinks}
         flows = count_flows(self.runner, marks, int(model["balance"].get("mark_mask") or 0xFF00))
-        counters = interface_counters(self.runner)
+        counters = self.counters()
         now = time.time()
         fams = {name: Family(f"multihome_{name}", kind, text) for name, kind, text in (
             ("uplink_state", "gauge", "1 for the uplink's state (up, down, drained, degraded), else 0."),

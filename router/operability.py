@@ -70,14 +70,16 @@ def written_files(paths: Paths) -> List[str]:
 class Operability:
     def __init__(self, paths: Paths, runner: Runner, log: Callable[[str], None]) -> None:
         config = load_config(config_path(paths), log)
+        # LSM's RTT/loss reports and the interface counters, sampled as often as the
+        # metrics file is written
+        self.quality = Quality(paths, float(config["metrics_interval"]), log)  # type: ignore[arg-type]
+        self.traffic = Traffic(paths, runner, float(config["metrics_interval"]), log)  # type: ignore[arg-type]
         self.metrics: Optional[Metrics] = None
         if config["metrics_dir"]:
             self.metrics = Metrics(paths, runner, str(config["metrics_dir"]),
-                                   float(config["metrics_interval"]), log)  # type: ignore[arg-type]
+                                   float(config["metrics_interval"]), log,  # type: ignore[arg-type]
+                                   self.traffic.counters)
         self.hooks = UserHooks(str(config["hooks_dir"]), float(config["hook_timeout"]), log)  # type: ignore[arg-type]
-        # LSM's RTT/loss reports, sampled as often as the metrics file is written
-        self.quality = Quality(paths, float(config["metrics_interval"]), log)  # type: ignore[arg-type]
-        self.traffic = Traffic(paths, runner, float(config["metrics_interval"]), log)  # type: ignore[arg-type]
 
     def start(self) -> None:
         self.quality.start()

@@ -1,9 +1,10 @@
 """Bytes each uplink carried in the last minute, for ``multihome status``.
 
-The kernel counts every interface's bytes (links.py; metrics.py reads them too); a
-counter only says how many since the interface came up, so the monitor samples the
-uplinks' counters every interval, keeps a minute of samples and writes the difference to
-``traffic.json`` (snapshots.py).
+The kernel counts every interface's bytes (links.py); a counter only says how many since
+the interface came up, so the monitor samples the uplinks' counters every interval, keeps
+a minute of samples and writes the difference to ``traffic.json`` (snapshots.py). The
+metrics file reports the latest sample's counters (``Traffic.counters``): one read of the
+interfaces per interval feeds both.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ class Traffic:
     def __init__(self, paths: Paths, runner: Runner, interval: float, log: Callable[[str], None]) -> None:
         self.paths, self.runner, self.interval, self.log = paths, runner, interval, log
         self.samples: Dict[str, Deque[Tuple[float, int, int]]] = {}
+        self.latest: Optional[Dict[str, dict]] = None
+        self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.thread: Optional[threading.Thread] = None
         self.file = Snapshot(paths, FILENAME, interval, lambda line: log(f"traffic: {line}"))
@@ -54,11 +57,21 @@ class Traffic:
                                "seconds": round(now - first[0], 1)}
         return out
 
+    def counters(self) -> Dict[str, dict]:
+        """Every interface's counters as of the latest sample (read now if none yet)."""
+        with self.lock:
+            if self.latest is None:
+                self.latest = interface_counters(self.runner)
+            return self.latest
+
     def write(self) -> None:
         def make(now: float) -> Dict[str, dict]:
             model = load_model(self.paths)
             interfaces = {u["name"]: u["interface"] for u in model["balance"]["uplinks"]}
-            return {"uplinks": self.sample(interfaces, interface_counters(self.runner), now)}
+            counters = interface_counters(self.runner)
+            with self.lock:
+                self.latest = counters
+            return {"uplinks": self.sample(interfaces, counters, now)}
 
         self.file.write(make)
 

@@ -73,9 +73,11 @@ def test_hook_refused_when_not_executable_group_writable_or_foreign(tmp_path) ->
     assert refusal(str(tmp_path), uid=os.getuid()) == "not a regular file"
 
 
-def test_metrics_text_parses_with_the_official_parser(router, tmp_path) -> None:
-    paths, _model = router
-    metrics = Metrics(paths, NoKernel(), str(tmp_path), 5.0, print)
+def test_metrics_text_parses_with_the_official_parser_and_reports_the_sampled_counters(router, tmp_path) -> None:
+    paths, model = router
+    wan = model["balance"]["uplinks"][0]["interface"]
+    sampled = {wan: {"rx": {"bytes": 1500, "packets": 1}, "tx": {"bytes": 60, "packets": 1}}}
+    metrics = Metrics(paths, NoKernel(), str(tmp_path), 5.0, print, lambda: sampled)
     metrics.observe(parse_event_line(LINE))
     families = {f.name: f for f in text_string_to_metric_families(metrics.render())}
     assert families["multihome_events"].type == "counter"
@@ -86,12 +88,13 @@ def test_metrics_text_parses_with_the_official_parser(router, tmp_path) -> None:
     assert samples[("multihome_event_apply_duration_seconds_bucket", (("le", "0.01"),))] == 0
     assert samples[("multihome_event_apply_duration_seconds_bucket", (("le", "0.025"),))] == 1
     assert samples[("multihome_uplink_state", (("state", "up"), ("uplink", "isp1")))] == 1
+    assert samples[("multihome_uplink_receive_bytes_total", (("uplink", "isp1"),))] == 1500
 
 
 def test_unwritable_metrics_dir_logs_one_line_and_returns(router, tmp_path) -> None:
     paths, _model = router
     logged: list = []
-    metrics = Metrics(paths, NoKernel(), str(tmp_path / "missing"), 5.0, logged.append)
+    metrics = Metrics(paths, NoKernel(), str(tmp_path / "missing"), 5.0, logged.append, dict)
     assert metrics.write() is False and metrics.write() is False
     assert len(logged) == 1 and "metrics: cannot write" in logged[0] and "keeps running" in logged[0]
     os.mkdir(tmp_path / "missing")

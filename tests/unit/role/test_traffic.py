@@ -51,3 +51,26 @@ def test_read_traffic_gives_nothing_for_a_stale_or_broken_file(tmp_path) -> None
     assert read_traffic(paths, now=1001.0) == {}
     os.unlink(path)
     assert read_traffic(paths) == {}
+
+
+class CountingRunner:
+    """`ip -j -s link show` answered with wan1's counters, each read counted."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def run(self, argv, stdin=None, check=True):
+        from engine.runner import CmdResult
+
+        self.reads += 1
+        return CmdResult(0, json.dumps([{"ifname": "wan1", "stats64": counters(100 * self.reads, 7)["wan1"]}]), "")
+
+
+def test_metrics_get_the_latest_sample_without_reading_the_interfaces_again(router) -> None:
+    paths, _model = router
+    runner = CountingRunner()
+    traffic = Traffic(paths, runner, 5.0, print)
+    assert traffic.counters()["wan1"]["rx"]["bytes"] == 100  # no sample yet: read once
+    traffic.write()
+    assert traffic.counters()["wan1"]["rx"]["bytes"] == 200
+    assert traffic.counters()["wan1"]["rx"]["bytes"] == 200 and runner.reads == 2
