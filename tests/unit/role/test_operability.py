@@ -73,7 +73,7 @@ def test_hook_refused_when_not_executable_group_writable_or_foreign(tmp_path) ->
     assert refusal(str(tmp_path), uid=os.getuid()) == "not a regular file"
 
 
-def test_metrics_text_parses_with_the_official_parser_and_reports_the_sampled_counters(router, tmp_path) -> None:
+def test_metrics_text_parses_with_the_official_parser_and_reports_sampled_counters(router, tmp_path) -> None:
     paths, model = router
     wan = model["balance"]["uplinks"][0]["interface"]
     sampled = {wan: {"rx": {"bytes": 1500, "packets": 1}, "tx": {"bytes": 60, "packets": 1}}}

@@ -63,7 +63,8 @@ class CountingRunner:
         from engine.runner import CmdResult
 
         self.reads += 1
-        return CmdResult(0, json.dumps([{"ifname": "wan1", "stats64": counters(100 * self.reads, 7)["wan1"]}]), "")
+        links = [{"ifname": "wan1", "stats64": counters(100 * self.reads, 7)["wan1"]}]
+        return CmdResult(0, json.dumps(links), "")
 
 
 def test_metrics_get_the_latest_sample_without_reading_the_interfaces_again(router) -> None:
