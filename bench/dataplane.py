@@ -10,10 +10,12 @@ ROUNDS times, interleaved (ours, plain, [article], ours, plain, ...):
   throughput  TCP bulk from LAN client c1 to inet (iperf3, 4 parallel streams, SECONDS)
   conn/s      new short TCP connections from c1 to inet (bench/connrate.py, 4 processes)
 Variants: `ours` (the converged ruleset), `plain` (the same router, its ruleset replaced
-by one `masquerade` rule; routing unchanged), and for U=2, L=2 `article` (the article's
-iptables wiring from bench/article_reference.py on a second lab of the same shape).
-Reports medians and the ratios ours/plain and article/plain (median of the per-round
-ratios), then how each ratio changes from U=2 to U=16 and from P=1 to P=64.
+by one `masquerade` rule; routing unchanged, so every flow leaves by main's default
+route), `ours-1` (our ruleset with every new flow chosen for that same uplink: the rules'
+cost without the lab's spreading of flows over U ISP namespaces), and for U=2, L=2
+`article` (the article's iptables wiring from bench/article_reference.py on a second lab
+of the same shape). Reports medians and the ratios to plain (median of the per-round
+ratios), then how ours/plain changes from U=2 to U=16 and from P=1 to P=64.
 Needs root; uses only the labs' namespaces.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -145,6 +148,19 @@ def summarise(samples: Dict[str, Dict[str, List[float]]]) -> dict:
     return out
 
 
+def one_uplink(ruleset: str, dev: str) -> str:
+    """RULESET with the choice of new IPv4 flows narrowed to the uplink on DEV."""
+    found = re.search(rf'"{re.escape(dev)}" : goto (mark_[A-Za-z0-9_.-]+)', ruleset)
+    if found is None:
+        raise SystemExit(f"no uplink on {dev} in the ruleset")
+    one = f"numgen inc mod 1 vmap {{ 0 : goto {found.group(1)} }}"
+    narrowed, count = re.subn(r"(\tchain choose \{\n).*?(\n\t\})",
+                              lambda m: m.group(1) + "\t\t" + one + m.group(2), ruleset, flags=re.S)
+    if count != 1:
+        raise SystemExit("no chain choose in the ruleset")
+    return narrowed
+
+
 def run_case(case: Case, name: str, workdir: Path, article: Optional[Lab], rounds: int,
              seconds: float) -> dict:
     topo = generate.write(workdir / f"{case_name(case).lower()}.json", 1, *case)
@@ -154,8 +170,10 @@ def run_case(case: Case, name: str, workdir: Path, article: Optional[Lab], round
     try:
         converge_s = converge(lab)
         ours = lab.run("r1", ["nft", "list", "ruleset"]).stdout
+        main_dev = lab.run("r1", ["ip", "-4", "route", "show", "default"]).stdout.split(" dev ")[1].split()[0]
         routers = {"ours": Router(lab, {"ours": "flush ruleset\n" + ours}),
-                   "plain": Router(lab, {"plain": PLAIN})}
+                   "plain": Router(lab, {"plain": PLAIN}),
+                   "ours-1": Router(lab, {"ours-1": "flush ruleset\n" + one_uplink(ours, main_dev)})}
         rules = len([line for line in ours.splitlines() if line.startswith("\t\t") and "type " not in line])
         with ExitStack() as stack:
             stack.enter_context(servers(lab))
@@ -182,16 +200,18 @@ def trends(results: List[dict]) -> List[dict]:
 
 def table(results: List[dict]) -> str:
     head = (f"{'case':<12} {'ours Gb/s':>9} {'plain':>7} {'ratio':>6}   {'ours conn/s':>11} {'plain':>7} "
-            f"{'ratio':>6}   {'article conn/s':>14} {'ratio':>6}  {'Gb/s ratio':>10}")
+            f"{'ratio':>6}   {'ours-1 ratio':>12} {'Gb/s':>6}   {'article conn/s':>14} {'ratio':>6}  "
+            f"{'Gb/s':>6}")
     lines = [head, "-" * len(head)]
     for r in results:
-        m, q = r["median"], r["ours/plain"]
+        m, q, one = r["median"], r["ours/plain"], r["ours-1/plain"]
         art = r.get("article/plain")
         lines.append(
             f"{r['case']:<12} {m['ours']['gbps']:>9.2f} {m['plain']['gbps']:>7.2f} {q['gbps']:>6.3f}   "
             f"{m['ours']['conn_per_s']:>11.0f} {m['plain']['conn_per_s']:>7.0f} {q['conn_per_s']:>6.3f}   "
-            + (f"{m['article']['conn_per_s']:>14.0f} {art['conn_per_s']:>6.3f}  {art['gbps']:>10.3f}"
-               if art else f"{'-':>14} {'-':>6}  {'-':>10}"))
+            f"{one['conn_per_s']:>12.3f} {one['gbps']:>6.3f}   "
+            + (f"{m['article']['conn_per_s']:>14.0f} {art['conn_per_s']:>6.3f}  {art['gbps']:>6.3f}"
+               if art else f"{'-':>14} {'-':>6}  {'-':>6}"))
     return "\n".join(lines)
 
 
