@@ -390,6 +390,11 @@ def describe(have: Table | None, wanted: Table | None) -> list[str]:
     return out
 
 
+# The table this process last saw in the kernel (None: none), and the nftables generation
+# it saw it at; only kept for runners that can read the generation (``LocalRunner``).
+_seen: tuple[int, Table | None] | None = None
+
+
 class Nftables:
     """The nftables backend (see ``backend.Backend``): our one table."""
 
@@ -445,8 +450,3 @@ class Nftables:
                       parse_table(before) if before else None)
         if script:
             load(script, self.runner)
-
-
-# The table this process last saw in the kernel (None: none), and the nftables generation
-# it saw it at; only kept for runners that can read the generation (``LocalRunner``).
-_seen: tuple[int, Table | None] | None = None
