@@ -172,10 +172,11 @@ def test_metrics_textfile_parses_and_reports_states_flows_events_histogram_and_i
     assert now[("multihome_uplink_flows", (("uplink", "isp1"),))] >= 2
     assert now[("multihome_uplink_flows", (("uplink", "isp2"),))] >= 2  # drained, its flows kept
     assert 0 <= now[("multihome_uplink_since_change_seconds", (("uplink", "isp2"),))] < 5
-    for uplink in ("isp1", "isp2"):
-        for counter in ("receive_bytes", "transmit_bytes", "receive_packets", "transmit_packets"):
-            key = (f"multihome_uplink_{counter}_total", (("uplink", uplink),))
-            assert now[key] > before[key], key
+    # interface counters are as of the monitor's latest sample, taken once per interval (1 s)
+    counters = [(f"multihome_uplink_{counter}_total", (("uplink", uplink),)) for uplink in ("isp1", "isp2")
+                for counter in ("receive_bytes", "transmit_bytes", "receive_packets", "transmit_packets")]
+    advanced = wait_for(lambda: all(metrics(lab)[key] > before[key] for key in counters), 5, step=0.2)
+    assert advanced is not None, [(key, before[key], metrics(lab)[key]) for key in counters]
     # every event since the monitor started is counted and timed
     events = sum(v for (name, _), v in now.items() if name == "multihome_events_total")
     timed = now[("multihome_event_apply_duration_seconds_count", ())]
