@@ -58,6 +58,18 @@ def test_check_mode_reports_no_change_on_a_converged_router(converged) -> None:
     assert checked.returncode == 0 and recap(checked)["changed"] == 0, checked.stdout[-3000:]
 
 
+def test_package_module_runs_only_when_dpkg_reports_a_package_missing(converged) -> None:
+    task = re.escape("TASK [netops.multihome.multihome : Install the router's packages]") + r" \*+\n"
+    full = converged.playbook("-e", "multihome_fast_path=false")
+    assert full.returncode == 0 and re.search(task + r"skipping: \[r1\]", full.stdout), full.stdout[-3000:]
+    wanted = json.dumps({"multihome_fast_path": False,
+                         "multihome_router_packages": ["iproute2", "netops-multihome-no-such-package"]})
+    missing = converged.playbook("-e", wanted)
+    assert missing.returncode != 0 and recap(missing)["failed"] == 1, missing.stdout[-3000:]
+    failed_at = re.split(task, missing.stdout)[1].split("\nTASK [")[0]
+    assert "No package matching 'netops-multihome-no-such-package'" in failed_at, failed_at
+
+
 def test_new_flows_use_both_uplinks_and_nothing_is_spoofed(converged) -> None:
     lab = converged
     lab.reset_spoofed("isp1")
